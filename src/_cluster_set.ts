@@ -1,0 +1,86 @@
+// A set of cluster numbers (0 .. 2^32-1) stored as a paged bitmap: memory grows
+// with the pages touched (8 KiB per 65,536 clusters, i.e. per 4 GiB of disk),
+// not with the device size. Private to the library.
+
+const PAGE_BITS = 16;
+const PAGE_CLUSTERS = 1 << PAGE_BITS;
+const PAGE_WORDS = PAGE_CLUSTERS >>> 5;
+
+/** A set of cluster numbers of one device. */
+export class ClusterSet {
+  #pages = new Map<number, Uint32Array>();
+  #count = 0;
+
+  /** How many clusters are in the set. */
+  get size(): number {
+    return this.#count;
+  }
+
+  /** Adds `cluster`; returns false when it was already there. */
+  add(cluster: number): boolean {
+    const page = Math.floor(cluster / PAGE_CLUSTERS);
+    const bit = cluster % PAGE_CLUSTERS;
+    let words = this.#pages.get(page);
+    if (words === undefined) {
+      words = new Uint32Array(PAGE_WORDS);
+      this.#pages.set(page, words);
+    }
+    const mask = 1 << (bit & 31);
+    const w = bit >>> 5;
+    if (words[w] & mask) return false;
+    words[w] |= mask;
+    this.#count++;
+    return true;
+  }
+
+  /** Adds the clusters `from .. to-1`, none of which may be in the set yet; returns the first that was. */
+  addRange(from: number, to: number): number | undefined {
+    for (let c = from; c < to; c++) {
+      // Whole empty words at a time where aligned.
+      if ((c & 31) === 0 && c + 32 <= to) {
+        const page = Math.floor(c / PAGE_CLUSTERS);
+        let words = this.#pages.get(page);
+        if (words === undefined) {
+          words = new Uint32Array(PAGE_WORDS);
+          this.#pages.set(page, words);
+        }
+        const w = (c % PAGE_CLUSTERS) >>> 5;
+        if (words[w] === 0) {
+          words[w] = 0xffffffff;
+          this.#count += 32;
+          c += 31;
+          continue;
+        }
+      }
+      if (!this.add(c)) return c;
+    }
+    return undefined;
+  }
+
+  /** Whether `cluster` is in the set. */
+  has(cluster: number): boolean {
+    const words = this.#pages.get(Math.floor(cluster / PAGE_CLUSTERS));
+    if (words === undefined) return false;
+    const bit = cluster % PAGE_CLUSTERS;
+    return (words[bit >>> 5] & (1 << (bit & 31))) !== 0;
+  }
+
+  /** The lowest cluster in `0 .. total-1` that is not in the set, or undefined. */
+  firstMissing(total: number): number | undefined {
+    if (this.#count >= total) return undefined;
+    for (let page = 0; page * PAGE_CLUSTERS < total; page++) {
+      const words = this.#pages.get(page);
+      const base = page * PAGE_CLUSTERS;
+      if (words === undefined) return base;
+      for (let w = 0; w < PAGE_WORDS; w++) {
+        if (words[w] === 0xffffffff) continue;
+        for (let b = 0; b < 32; b++) {
+          const c = base + w * 32 + b;
+          if (c >= total) return undefined;
+          if ((words[w] & (1 << b)) === 0) return c;
+        }
+      }
+    }
+    return undefined;
+  }
+}
