@@ -1,7 +1,37 @@
 /**
- * Write and read Proxmox VE VMA backup archives.
+ * Write and read Proxmox VE VMA backup archives (the `vzdump-qemu-*.vma`
+ * files that `qmrestore` restores) with WHATWG streams, in any runtime.
+ *
+ * {@linkcode VmaWriter} turns configs and disk images into an archive stream;
+ * {@linkcode VmaReader} parses one back, checking everything Proxmox's own
+ * reader checks and more; {@linkcode verifyVma} and {@linkcode extractVma}
+ * are built on it.
+ *
+ * @example Writing an archive and reading it back
+ * ```ts
+ * import { extractVma, VmaReader, VmaWriter } from "@vmakit/vma";
+ * import assert from "node:assert/strict";
+ *
+ * const writer = new VmaWriter();
+ * writer.addConfig("qemu-server.conf", "memory: 512\n#qmdump#map:scsi0:drive-scsi0:local:raw:\n");
+ * const device = writer.addDevice("drive-scsi0", 4 * 65536);
+ * const archive = new Response(writer.readable).bytes();
+ * const image = new Uint8Array(4 * 65536).fill(1, 70000, 80000);
+ * await ReadableStream.from([image]).pipeTo(device.writable);
+ * await writer.close();
+ *
+ * const disk = new Uint8Array(device.size);
+ * await extractVma(new VmaReader(ReadableStream.from([await archive])), {
+ *   device: () => ({ write: (offset, data) => disk.set(data, offset) }),
+ * });
+ * assert.deepEqual(disk, image);
+ * ```
  *
  * @module
  */
+export * from "./src/vma_writer.ts";
+export * from "./src/vma_reader.ts";
 export * from "./src/vma_format_error.ts";
+export * from "./src/verify_vma.ts";
+export * from "./src/extract_vma.ts";
 export type * from "./src/disk_image.ts";
