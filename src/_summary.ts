@@ -2,7 +2,7 @@
 // Private to the library.
 import { CLUSTER_SIZE } from "./_format.ts";
 import type { VmaCluster, VmaHeader } from "./vma_reader.ts";
-import type { VmaProgress, VmaSummary } from "./verify_vma.ts";
+import type { VmaDeviceSummary, VmaProgress, VmaSummary } from "./verify_vma.ts";
 
 /** Accumulates a {@linkcode VmaSummary} and reports progress. */
 export class SummaryCounter {
@@ -12,12 +12,19 @@ export class SummaryCounter {
   #stored = 0;
   #total: number;
   #onProgress: ((progress: VmaProgress) => void) | undefined;
+  #devices = new Map<number, { clusters: number; sparseBytes: number; storedBytes: number }>();
 
   constructor(header: VmaHeader, onProgress?: (progress: VmaProgress) => void) {
     // Proxmox's reader sums floor(size / 65536) over the devices.
     this.#total = header.devices.reduce((n, d) => n + Math.floor(d.size / CLUSTER_SIZE), 0);
     this.#onProgress = onProgress;
+    for (const d of header.devices) {
+      this.#devices.set(d.id, { clusters: 0, sparseBytes: 0, storedBytes: 0 });
+    }
+    this.#header = header;
   }
+
+  #header: VmaHeader;
 
   add(cluster: VmaCluster): void {
     this.#clusters++;
@@ -31,6 +38,10 @@ export class SummaryCounter {
       }
     }
     this.#stored += cluster.data.length;
+    const device = this.#devices.get(cluster.device.id)!;
+    device.clusters++;
+    if (cluster.mask === 0) device.sparseBytes += CLUSTER_SIZE;
+    device.storedBytes += cluster.data.length;
     this.#onProgress?.({
       clustersRead: this.#clusters,
       clustersTotal: this.#total,
@@ -45,6 +56,10 @@ export class SummaryCounter {
       sparseBytes: this.#sparse,
       zeroBlockBytes: this.#zeroBlocks,
       storedBytes: this.#stored,
+      devices: this.#header.devices.map((device): VmaDeviceSummary => ({
+        device,
+        ...this.#devices.get(device.id)!,
+      })),
     };
   }
 }

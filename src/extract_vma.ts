@@ -72,6 +72,30 @@ export async function extractVma(
     if (sink !== undefined) sinks.set(device.id, sink);
   }
   const vmstateAt = new Map<number, number>();
+  // Runs that continue each other on the device and in the extent buffer are
+  // merged into one write (a whole extent of full clusters becomes one write).
+  let pending: { sink: VmaDeviceSink; offset: number; data: Uint8Array } | undefined;
+  const flush = async () => {
+    if (pending !== undefined) await pending.sink.write(pending.offset, pending.data);
+    pending = undefined;
+  };
+  const put = async (sink: VmaDeviceSink, offset: number, data: Uint8Array) => {
+    if (
+      pending !== undefined && pending.sink === sink &&
+      pending.offset + pending.data.length === offset &&
+      pending.data.buffer === data.buffer &&
+      pending.data.byteOffset + pending.data.length === data.byteOffset
+    ) {
+      pending.data = new Uint8Array(
+        data.buffer,
+        pending.data.byteOffset,
+        pending.data.length + data.length,
+      );
+      return;
+    }
+    await flush();
+    pending = { sink, offset, data };
+  };
   for await (const extent of reader.extents()) {
     for (const cluster of extent.clusters) {
       counter.add(cluster);
@@ -82,7 +106,7 @@ export async function extractVma(
         // Sequential: stored bytes in order, up to the device size.
         const at = vmstateAt.get(device.id) ?? 0;
         const n = Math.min(data.length, device.size - at);
-        if (n > 0) await sink.write(at, data.subarray(0, n));
+        if (n > 0) await put(sink, at, data.subarray(0, n));
         vmstateAt.set(device.id, at + n);
         continue;
       }
@@ -96,11 +120,12 @@ export async function extractVma(
         const runBytes = (k - j + 1) * BLOCK_SIZE;
         const at = base + j * BLOCK_SIZE;
         const n = Math.min(runBytes, end - at);
-        if (n > 0) await sink.write(at, data.subarray(from, from + n));
+        if (n > 0) await put(sink, at, data.subarray(from, from + n));
         from += runBytes;
         j = k;
       }
     }
+    await flush();
   }
   for (const sink of sinks.values()) await sink.close?.();
   return counter.summary();

@@ -1,5 +1,5 @@
 import { SummaryCounter } from "./_summary.ts";
-import type { VmaReader } from "./vma_reader.ts";
+import type { VmaDevice, VmaReader } from "./vma_reader.ts";
 
 /** Progress of {@linkcode verifyVma} or {@linkcode extractVma}, after each cluster. */
 export interface VmaProgress {
@@ -15,6 +15,18 @@ export interface VmaProgress {
   readonly bytesRead: number;
 }
 
+/** What {@linkcode verifyVma} and {@linkcode extractVma} counted for one device. */
+export interface VmaDeviceSummary {
+  /** The device. */
+  readonly device: VmaDevice;
+  /** Its clusters in the archive. */
+  readonly clusters: number;
+  /** Bytes of its all-zero clusters. */
+  readonly sparseBytes: number;
+  /** Bytes of its stored (non-zero) blocks. */
+  readonly storedBytes: number;
+}
+
 /** What {@linkcode verifyVma} and {@linkcode extractVma} counted. */
 export interface VmaSummary {
   /** Clusters in the archive. */
@@ -27,6 +39,8 @@ export interface VmaSummary {
   readonly zeroBlockBytes: number;
   /** Bytes of stored (non-zero) blocks. */
   readonly storedBytes: number;
+  /** The same per device, by ascending id. */
+  readonly devices: readonly VmaDeviceSummary[];
 }
 
 /** Options of {@linkcode verifyVma}. */

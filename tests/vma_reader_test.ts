@@ -69,13 +69,20 @@ Deno.test("verifyVma counts small.vma as Proxmox's vma verify -v does", async ()
   });
   assert.equal(seen.length, 81);
   // "total bytes read 5308416, sparse bytes 3080192 (58%)", "space reduction due to 4K zero blocks 0%"
-  assert.deepEqual(summary, {
+  const { devices, ...totals } = summary;
+  assert.deepEqual(totals, {
     clusters: 81,
     bytes: 5308416,
     sparseBytes: 3080192,
     zeroBlockBytes: 0,
     storedBytes: 5308416 - 3080192 - 14 * 4096,
   });
+  assert.deepEqual(devices.map((d) => [d.device.name, d.clusters]), [["drive-scsi0", 64], [
+    "drive-scsi1",
+    17,
+  ]]);
+  assert.equal(devices[0].sparseBytes + devices[1].sparseBytes, summary.sparseBytes);
+  assert.equal(devices[0].storedBytes + devices[1].storedBytes, summary.storedBytes);
 });
 
 Deno.test("VmaReader reads Proxmox's configs-only.vma", async () => {
@@ -90,6 +97,7 @@ Deno.test("VmaReader reads Proxmox's configs-only.vma", async () => {
     sparseBytes: 0,
     zeroBlockBytes: 0,
     storedBytes: 0,
+    devices: [],
   });
 });
 
