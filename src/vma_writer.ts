@@ -133,6 +133,8 @@ interface Config {
 const encoder = new TextEncoder();
 const MAX_NAME_BYTES = MAX_BLOB_SIZE - 1;
 const BLOB_AREA_LIMIT = MAX_HEADER_SIZE - HEADER_FIXED_SIZE;
+/** Data-less extent headers are handed out in batches of this many bytes. */
+const SMALL_BATCH = 128 * EXTENT_HEADER_SIZE;
 
 /** The state of one archive being written; {@linkcode VmaWriter} is its public face. */
 class Archive {
@@ -335,6 +337,7 @@ class Archive {
     for (const device of this.#devices) await device.close();
     this.#throwIfFailed();
     if (this.#slots > 0 || !this.#headerWritten) this.#flushExtent();
+    this.#flushSmall();
     this.#controller.close();
   }
 
@@ -522,18 +525,33 @@ class Archive {
     view.setUint16(EXT_OFF_BLOCK_COUNT, (this.#dataEnd - EXTENT_HEADER_SIZE) / BLOCK_SIZE);
     head.set(this.#uuid, EXT_OFF_UUID);
     head.set(md5WithHole(head, EXT_OFF_MD5), EXT_OFF_MD5);
-    let chunk: Uint8Array;
     if (this.#extData !== undefined) {
-      chunk = this.#extData.subarray(0, this.#dataEnd);
+      const chunk = this.#extData.subarray(0, this.#dataEnd);
       chunk.set(head, 0);
       this.#extData = undefined;
+      this.#flushSmall();
+      this.#enqueue(chunk);
     } else {
-      chunk = head.slice();
+      // Extents without data (zero clusters only) are 512 bytes: batch them,
+      // so a huge sparse disk does not become millions of tiny chunks.
+      this.#small ??= new Uint8Array(SMALL_BATCH);
+      this.#small.set(head, this.#smallEnd);
+      this.#smallEnd += EXTENT_HEADER_SIZE;
+      if (this.#smallEnd === SMALL_BATCH) this.#flushSmall();
     }
     head.fill(0);
     this.#slots = 0;
     this.#dataEnd = EXTENT_HEADER_SIZE;
-    this.#enqueue(chunk);
+  }
+
+  #small: Uint8Array | undefined;
+  #smallEnd = 0;
+
+  #flushSmall(): void {
+    if (this.#small === undefined || this.#smallEnd === 0) return;
+    this.#enqueue(this.#small.subarray(0, this.#smallEnd));
+    this.#small = undefined;
+    this.#smallEnd = 0;
   }
 
   #enqueue(chunk: Uint8Array): void {
