@@ -35,3 +35,4 @@ export * from "./src/vma_format_error.ts";
 export * from "./src/verify_vma.ts";
 export * from "./src/extract_vma.ts";
 export type * from "./src/disk_image.ts";
+export * from "./src/lzop_decompression_stream.ts";
