@@ -1,0 +1,318 @@
+/**
+ * The benchmark's rows (commands measured) and targets (ratios of a vma row to
+ * its baseline, from issue 4).
+ *
+ * @module
+ */
+
+import { DISK_COUNT, type Inputs, type InputSizes } from "./_inputs.ts";
+import { shellQuote } from "./_measure.ts";
+
+/** Whether a row runs the vma command or a baseline tool. */
+export type RowKind = "vma" | "baseline";
+
+/** What an untimed check after a row's last run found. */
+export interface CheckResult {
+  /** False when the output is wrong (the row's figures are then suspect). */
+  readonly ok: boolean;
+  /** One line for the report: output size, allocation or the problem. */
+  readonly note: string;
+}
+
+/** One command to measure. Paths are relative to the benchmark's directory. */
+export interface RowSpec {
+  /** Stable id, used in the JSON and by `--compare` and `--only`. */
+  readonly id: string;
+  readonly label: string;
+  readonly kind: RowKind;
+  /** The shell script that is timed (run with `sh -c`). */
+  readonly script: string;
+  /** Removed before every run, and after the row unless `keep` is set. */
+  readonly outputs: readonly string[];
+  /** Keep the outputs of the last run for later rows. */
+  readonly keep?: boolean;
+  /** A file an earlier row makes, and the id of that row. */
+  readonly needs?: { readonly path: string; readonly row: string };
+  /** Untimed check after the last run. */
+  readonly check?: (dir: string) => Promise<CheckResult>;
+}
+
+/** A ratio of a vma row's median wall time to its baseline's. */
+export interface TargetSpec {
+  readonly id: string;
+  readonly label: string;
+  /** The vma row. */
+  readonly row: string;
+  /** The row it is divided by; absent for rows shown for information only. */
+  readonly baseline?: string;
+  /** Pass when the ratio is at most this; absent for information only. */
+  readonly maxRatio?: number;
+}
+
+/** Peak RSS target for every vma command (100 MB). */
+export const MAX_RSS_BYTES = 100e6;
+
+/** Formats a byte count with a binary unit: `"2 GiB"`, `"512 MiB"`. */
+export function formatSize(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${Number.isInteger(value) ? value : value.toFixed(2)} ${units[unit]}`;
+}
+
+const ARCHIVE = "archive.vma";
+const DEVICE = "drive-scsi0";
+
+function device(index: number, image: string): string {
+  return `-d ${shellQuote(`format=raw:drive-scsi${index}=${image}`)}`;
+}
+
+async function describeFile(dir: string, name: string): Promise<CheckResult> {
+  const info = await Deno.stat(`${dir}/${name}`).catch(() => undefined);
+  if (info === undefined) return { ok: false, note: `no output file ${name}` };
+  return { ok: true, note: `output ${formatSize(info.size)}` };
+}
+
+async function checkExtract(dir: string, source: string): Promise<CheckResult> {
+  const disk = `extract/disk-${DEVICE}.raw`;
+  const info = await Deno.stat(`${dir}/${disk}`).catch(() => undefined);
+  if (info === undefined) return { ok: false, note: `no ${disk} in the target directory` };
+  const cmp = await new Deno.Command("cmp", { args: [source, disk], cwd: dir, stdout: "null" })
+    .output();
+  if (!cmp.success) return { ok: false, note: `${disk} differs from ${source}` };
+  const allocated = (info.blocks ?? 0) * 512;
+  return { ok: true, note: `same bytes as ${source}, ${formatSize(allocated)} allocated` };
+}
+
+function baselineRows(inputs: Inputs): RowSpec[] {
+  const raw = shellQuote(inputs.raw);
+  return [
+    {
+      id: "cat-raw",
+      label: "cat raw > /dev/null",
+      kind: "baseline",
+      script: `cat ${raw} > /dev/null`,
+      outputs: [],
+    },
+    {
+      id: "cp-raw",
+      label: "cp raw copy && sync",
+      kind: "baseline",
+      script: `cp ${raw} copy.img && sync`,
+      outputs: ["copy.img"],
+    },
+    {
+      id: "zstd-raw",
+      label: "zstd -1 -T1 -c raw > out",
+      kind: "baseline",
+      script: `zstd -q -1 -T1 -c ${raw} > raw.img.zst`,
+      outputs: ["raw.img.zst"],
+    },
+  ];
+}
+
+function createRows(vma: string, inputs: Inputs): RowSpec[] {
+  const raw = device(0, inputs.raw);
+  return [
+    {
+      id: "startup",
+      label: "vma --version (process start-up)",
+      kind: "vma",
+      script: `${vma} --version`,
+      outputs: [],
+    },
+    {
+      id: "create-file",
+      label: "vma create raw to a file (fsync)",
+      kind: "vma",
+      script: `${vma} create ${ARCHIVE} ${raw}`,
+      outputs: [ARCHIVE],
+      keep: true,
+      check: (dir) => describeFile(dir, ARCHIVE),
+    },
+    {
+      id: "create-stdout",
+      label: "vma create raw - > /dev/null",
+      kind: "vma",
+      script: `${vma} create - ${raw} > /dev/null`,
+      outputs: [],
+    },
+    {
+      id: "create-zstd",
+      label: "vma create --compress zstd raw",
+      kind: "vma",
+      script: `${vma} create --compress zstd archive.vma.zst ${raw}`,
+      outputs: ["archive.vma.zst"],
+      check: (dir) => describeFile(dir, "archive.vma.zst"),
+    },
+  ];
+}
+
+function readRows(vma: string, inputs: Inputs): RowSpec[] {
+  const needs = { path: ARCHIVE, row: "create-file" };
+  return [
+    {
+      id: "cat-archive",
+      label: "cat archive > /dev/null",
+      kind: "baseline",
+      script: `cat ${ARCHIVE} > /dev/null`,
+      outputs: [],
+      needs,
+    },
+    {
+      id: "verify",
+      label: "vma verify archive",
+      kind: "vma",
+      script: `${vma} verify ${ARCHIVE}`,
+      outputs: [],
+      needs,
+    },
+    {
+      id: "extract",
+      label: "vma extract archive (sparse, fsync)",
+      kind: "vma",
+      script: `${vma} extract ${ARCHIVE} extract`,
+      outputs: ["extract"],
+      needs,
+      check: (dir) => checkExtract(dir, inputs.raw),
+    },
+  ];
+}
+
+function mixedRows(vma: string, inputs: Inputs): RowSpec[] {
+  const disks = inputs.disks.map((disk, i) => device(i, disk)).join(" ");
+  return [
+    {
+      id: "cp-mixed",
+      label: "cp mixed copy && sync",
+      kind: "baseline",
+      script: `cp ${shellQuote(inputs.mixed)} copy.img && sync`,
+      outputs: ["copy.img"],
+    },
+    {
+      id: "create-mixed",
+      label: "vma create mixed to a file (fsync)",
+      kind: "vma",
+      script: `${vma} create mixed.vma ${device(0, inputs.mixed)}`,
+      outputs: ["mixed.vma"],
+      check: (dir) => describeFile(dir, "mixed.vma"),
+    },
+    {
+      id: "create-disks",
+      label: `vma create ${DISK_COUNT} disks (mixed, cut in ${DISK_COUNT})`,
+      kind: "vma",
+      script: `${vma} create disks.vma ${disks}`,
+      outputs: ["disks.vma"],
+      check: (dir) => describeFile(dir, "disks.vma"),
+    },
+  ];
+}
+
+function sparseRows(vma: string, inputs: Inputs): RowSpec[] {
+  const sparse = shellQuote(inputs.sparse);
+  return [
+    {
+      id: "cp-sparse",
+      label: "cp sparse copy && sync (skips holes)",
+      kind: "baseline",
+      script: `cp ${sparse} copy.img && sync`,
+      outputs: ["copy.img"],
+    },
+    {
+      id: "create-sparse",
+      label: "vma create sparse to a file (fsync)",
+      kind: "vma",
+      script: `${vma} create sparse.vma ${device(0, inputs.sparse)}`,
+      outputs: ["sparse.vma"],
+      check: (dir) => describeFile(dir, "sparse.vma"),
+    },
+  ];
+}
+
+/**
+ * The rows in the order they run: each baseline next to the vma rows that are
+ * compared with it, and the archive that `verify` and `extract` read made by
+ * `create-file` just before.
+ *
+ * @param vma The words that start the vma command (program and arguments).
+ * @param inputs The input file names.
+ */
+export function suiteRows(vma: readonly string[], inputs: Inputs): RowSpec[] {
+  const command = vma.map(shellQuote).join(" ");
+  return [
+    ...baselineRows(inputs),
+    ...createRows(command, inputs),
+    ...readRows(command, inputs),
+    ...mixedRows(command, inputs),
+    ...sparseRows(command, inputs),
+  ];
+}
+
+/** The targets of issue 4, with labels for the given input sizes. */
+export function suiteTargets(sizes: InputSizes): TargetSpec[] {
+  const raw = formatSize(sizes.rawRandom + sizes.rawZero);
+  const mixed = formatSize(sizes.mixed);
+  const disk = formatSize(sizes.mixed / DISK_COUNT);
+  return [
+    {
+      id: "create-file",
+      label: `create to file, ${raw} half-zero image, fsync`,
+      row: "create-file",
+      baseline: "cp-raw",
+      maxRatio: 0.8,
+    },
+    {
+      id: "create-stdout",
+      label: `create to /dev/null, same image`,
+      row: "create-stdout",
+      baseline: "cat-raw",
+      maxRatio: 4,
+    },
+    {
+      id: "create-mixed",
+      label: `create, ${mixed} mixed image`,
+      row: "create-mixed",
+      baseline: "cp-mixed",
+      maxRatio: 1,
+    },
+    {
+      id: "create-disks",
+      label: `create, ${DISK_COUNT} x ${disk} disks vs 1 x ${mixed}`,
+      row: "create-disks",
+      baseline: "create-mixed",
+      maxRatio: 1.1,
+    },
+    {
+      id: "create-zstd",
+      label: "create --compress zstd",
+      row: "create-zstd",
+      baseline: "zstd-raw",
+      maxRatio: 1,
+    },
+    {
+      id: "verify",
+      label: "verify of the created archive",
+      row: "verify",
+      baseline: "cat-archive",
+      maxRatio: 3,
+    },
+    {
+      id: "extract",
+      label: "extract (sparse output, fsync)",
+      row: "extract",
+      baseline: "cp-raw",
+      maxRatio: 1,
+    },
+    {
+      id: "create-sparse",
+      label: `create, ${formatSize(sizes.sparse)} sparse image`,
+      row: "create-sparse",
+      baseline: "cp-sparse",
+    },
+    { id: "startup", label: "start-up only (vma --version)", row: "startup" },
+  ];
+}

@@ -1,0 +1,342 @@
+/**
+ * `deno task bench [--quick] [--vma <binary>] [--compare <results.json>]`: the
+ * benchmark suite of issue 4.
+ *
+ * Generates its inputs in a temporary directory, times each vma command and
+ * each baseline (`cat`, `cp && sync`, `zstd`) as a whole process under
+ * `/usr/bin/time -v`, one warm-up run and then several timed runs with a warm
+ * page cache, prints a table of ratios against the targets and writes the
+ * same as JSON under `bench/results/`. The temporary directory is removed at
+ * the end, on failure and on Ctrl-C.
+ *
+ * @module
+ */
+
+import { FULL_SIZES, type Inputs, type InputSizes, makeInputs, QUICK_SIZES } from "./_inputs.ts";
+import { firstLine, runMeasured, runQuiet, type RunSample, type RunSettings } from "./_measure.ts";
+import { type BenchOptions, parseOptions, USAGE } from "./_options.ts";
+import {
+  type BenchResults,
+  formatReport,
+  judgeRss,
+  judgeTargets,
+  type RowResult,
+  rowResult,
+} from "./_report.ts";
+import { formatSize, type RowSpec, suiteRows, suiteTargets } from "./_suite.ts";
+
+const REPO_DIR = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
+const CLI_PATH = `${REPO_DIR}/cli.ts`;
+const RESULTS_DIR = `${REPO_DIR}/bench/results`;
+const TOOLS = ["/usr/bin/time", "timeout", "sh", "cat", "cp", "sync", "zstd", "cmp", "df", "stat"];
+
+/** The vma command to measure, or why it cannot run. */
+interface VmaCommand {
+  readonly words: readonly string[];
+  readonly display: string;
+  readonly missing?: string;
+}
+
+/** State shared by the run and the Ctrl-C handler. */
+class Session {
+  tempDir: string | undefined;
+  child: Deno.ChildProcess | undefined;
+  readonly started = performance.now();
+
+  readonly track = (child: Deno.ChildProcess | undefined): void => {
+    this.child = child;
+  };
+
+  elapsedS(): number {
+    return (performance.now() - this.started) / 1000;
+  }
+
+  /** Stops the running command (its whole process group) and waits up to 5 s. */
+  async stopChild(): Promise<void> {
+    const child = this.child;
+    if (child === undefined) return;
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      return; // Already gone.
+    }
+    await Promise.race([child.status, new Promise((resolve) => setTimeout(resolve, 5000))]);
+  }
+
+  removeTempDir(): void {
+    if (this.tempDir === undefined) return;
+    try {
+      Deno.removeSync(this.tempDir, { recursive: true });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) {
+        console.error(`Cannot remove ${this.tempDir}: ${error}`);
+      }
+    }
+    this.tempDir = undefined;
+  }
+}
+
+function log(message: string): void {
+  console.error(message);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+async function vmaCommand(options: BenchOptions): Promise<VmaCommand> {
+  if (options.vma !== undefined) {
+    const path = await Deno.realPath(options.vma).catch(() => options.vma!);
+    const missing = await exists(path) ? undefined : `vma binary not found: ${options.vma}`;
+    return { words: [path], display: path, ...(missing === undefined ? {} : { missing }) };
+  }
+  const words = [Deno.execPath(), "run", "-A", CLI_PATH];
+  const display = "deno run -A cli.ts";
+  const missing = await exists(CLI_PATH) ? undefined : `cli.ts not found (${CLI_PATH})`;
+  return { words, display, ...(missing === undefined ? {} : { missing }) };
+}
+
+async function checkTools(): Promise<void> {
+  for (const tool of TOOLS) {
+    const found = await new Deno.Command("sh", {
+      args: ["-c", `command -v "$1"`, "sh", tool],
+      stdout: "null",
+    }).output();
+    if (!found.success) throw new Error(`The benchmark needs ${tool}, which is not installed`);
+  }
+}
+
+async function checkSpace(dir: string, sizes: InputSizes): Promise<string> {
+  const raw = sizes.rawRandom + sizes.rawZero;
+  // Inputs (raw, mixed, four disks) plus the largest set of outputs alive at once.
+  const needed = raw + 2 * sizes.mixed + 2 * raw;
+  const available = Number((await runQuiet("df", ["-B1", "--output=avail", dir])).split("\n")[1]);
+  if (available < needed) {
+    throw new Error(
+      `${dir} has ${formatSize(available)} free; the benchmark needs ${formatSize(needed)}`,
+    );
+  }
+  return (await runQuiet("stat", ["-f", "-c", "%T", dir])).trim();
+}
+
+async function removeOutputs(row: RowSpec, dir: string): Promise<void> {
+  for (const output of row.outputs) {
+    await Deno.remove(`${dir}/${output}`, { recursive: true }).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+  }
+}
+
+async function prepareRun(row: RowSpec, dir: string): Promise<void> {
+  await removeOutputs(row, dir);
+  // Earlier dirty pages must not be flushed inside this run's sync or fsync.
+  await runQuiet("sync", []);
+}
+
+/** Why a row cannot run at all, checked before its first run. */
+async function blocker(row: RowSpec, ctx: RowContext): Promise<string | undefined> {
+  if (row.kind === "vma" && ctx.vma.missing !== undefined) return ctx.vma.missing;
+  if (row.needs !== undefined && !(await exists(`${ctx.dir}/${row.needs.path}`))) {
+    return `needs ${row.needs.path}, which ${row.needs.row} did not make`;
+  }
+  if (ctx.session.elapsedS() > ctx.options.maxTotalS) {
+    return `skipped: the run has used its ${ctx.options.maxTotalS} s budget`;
+  }
+  return undefined;
+}
+
+interface RowContext {
+  readonly dir: string;
+  readonly options: BenchOptions;
+  readonly vma: VmaCommand;
+  readonly session: Session;
+  readonly settings: RunSettings;
+}
+
+type Timed = { samples: RunSample[]; warmupS?: number; error?: string };
+
+async function timeRow(row: RowSpec, ctx: RowContext): Promise<Timed> {
+  await prepareRun(row, ctx.dir);
+  const warmup = await runMeasured(row.script, ctx.settings);
+  if (!warmup.ok) return { samples: [], error: warmup.reason };
+  const warmupS = warmup.sample.wallS;
+  const runs = Math.max(
+    1,
+    Math.min(ctx.options.runs, Math.floor(ctx.options.rowBudgetS / warmupS)),
+  );
+  const samples: RunSample[] = [];
+  for (let run = 0; run < runs; run++) {
+    await prepareRun(row, ctx.dir);
+    const outcome = await runMeasured(row.script, ctx.settings);
+    if (!outcome.ok) return { samples: [], warmupS, error: `run ${run + 2}: ${outcome.reason}` };
+    samples.push(outcome.sample);
+  }
+  return { samples, warmupS };
+}
+
+async function measureRow(row: RowSpec, ctx: RowContext): Promise<RowResult> {
+  const base = { id: row.id, label: row.label, kind: row.kind, command: row.script };
+  const blocked = await blocker(row, ctx);
+  if (blocked !== undefined) return rowResult({ ...base, error: blocked }, []);
+  const timed = await timeRow(row, ctx);
+  const check = timed.error === undefined && row.check !== undefined
+    ? await row.check(ctx.dir)
+    : undefined;
+  if (!row.keep || timed.error !== undefined) await removeOutputs(row, ctx.dir);
+  return rowResult({
+    ...base,
+    ...(timed.warmupS === undefined ? {} : { warmupS: timed.warmupS }),
+    ...(timed.error === undefined ? {} : { error: timed.error }),
+    ...(check === undefined ? {} : { note: check.note, outputOk: check.ok }),
+  }, timed.samples);
+}
+
+function progressLine(index: number, total: number, result: RowResult): string {
+  const head = `[${index + 1}/${total}] ${result.id.padEnd(14)}`;
+  if (result.error !== undefined) return `${head} n/a: ${result.error}`;
+  const wall = result.wallS!;
+  const rss = (result.maxRssBytes!.median / 1e6).toFixed(0);
+  return `${head} ${wall.median.toFixed(3)} s median of ${result.runs.length} ` +
+    `(${wall.min.toFixed(3)}–${wall.max.toFixed(3)}), warm-up ${result.warmupS?.toFixed(3)} s, ` +
+    `RSS ${rss} MB${result.note === undefined ? "" : `, ${result.note}`}`;
+}
+
+async function measureAll(rows: readonly RowSpec[], ctx: RowContext): Promise<RowResult[]> {
+  const results: RowResult[] = [];
+  for (const [index, row] of rows.entries()) {
+    const result = await measureRow(row, ctx);
+    log(progressLine(index, rows.length, result));
+    results.push(result);
+  }
+  return results;
+}
+
+async function machineInfo(fsType: string): Promise<Record<string, string | number>> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const model = cpuinfo.match(/^model name\s*:\s*(.+)$/m)?.[1] ?? "unknown";
+  return {
+    cpu: model,
+    cpus: navigator.hardwareConcurrency,
+    memoryGiB: Math.round(Deno.systemMemoryInfo().total / 2 ** 30),
+    kernel: Deno.osRelease(),
+    deno: Deno.version.deno,
+    fsType,
+  };
+}
+
+async function gitCommit(): Promise<string> {
+  return (await runQuiet("git", ["-C", REPO_DIR, "describe", "--always", "--dirty"]).catch(() =>
+    "unknown"
+  )).trim();
+}
+
+function resultsPath(options: BenchOptions, date: Date): string {
+  if (options.out !== undefined) return options.out;
+  const day = `${date.getFullYear()}-${String(date.getMonth() + 1).padStart(2, "0")}-${
+    String(date.getDate()).padStart(2, "0")
+  }`;
+  return `${RESULTS_DIR}/${day}-${options.quick ? "quick" : "full"}.json`;
+}
+
+async function loadResults(path: string): Promise<BenchResults> {
+  const parsed = JSON.parse(await Deno.readTextFile(path));
+  if (parsed?.schema !== 1 || !Array.isArray(parsed.targets) || !Array.isArray(parsed.rows)) {
+    throw new TypeError(`Cannot compare with "${path}": not a bench results file`);
+  }
+  return parsed as BenchResults;
+}
+
+async function prepareInputs(dir: string, sizes: InputSizes): Promise<Inputs> {
+  const start = performance.now();
+  log(`Generating inputs in ${dir} ...`);
+  const inputs = await makeInputs(dir, sizes);
+  log(`Inputs ready in ${((performance.now() - start) / 1000).toFixed(1)} s`);
+  return inputs;
+}
+
+async function runBench(options: BenchOptions, session: Session): Promise<void> {
+  const before = options.compare === undefined ? undefined : await loadResults(options.compare);
+  await checkTools();
+  const sizes = options.quick ? QUICK_SIZES : FULL_SIZES;
+  const date = new Date();
+  const vma = await vmaCommand(options);
+  if (vma.missing !== undefined) log(`vma rows will be n/a: ${vma.missing}`);
+  const dir = await Deno.makeTempDir({
+    prefix: "vmakit-bench-",
+    ...(options.dir ? { dir: options.dir } : {}),
+  });
+  session.tempDir = dir;
+  const fsType = await checkSpace(dir, sizes);
+  if (fsType === "tmpfs") {
+    log("Warning: the temporary directory is on tmpfs; sync and fsync cost nothing there");
+  }
+  const inputs = await prepareInputs(dir, sizes);
+  const rows = suiteRows(vma.words, inputs).filter((r) => options.only?.includes(r.id) ?? true);
+  const settings: RunSettings = {
+    cwd: dir,
+    timeFile: `${dir}/time.txt`,
+    timeoutS: options.timeoutS,
+    track: session.track,
+  };
+  const measured = await measureAll(rows, { dir, options, vma, session, settings });
+  const results: BenchResults = {
+    schema: 1,
+    date: date.toISOString(),
+    mode: options.quick ? "quick" : "full",
+    vma: vma.display,
+    commit: await gitCommit(),
+    machine: await machineInfo(fsType),
+    sizes,
+    runsPerRow: options.runs,
+    rows: measured,
+    targets: judgeTargets(suiteTargets(sizes), measured),
+    rss: judgeRss(measured),
+  };
+  console.log(formatReport(results, before));
+  if (!options.noSave) await saveResults(resultsPath(options, date), results);
+  log(`Total ${session.elapsedS().toFixed(0)} s`);
+}
+
+async function saveResults(path: string, results: BenchResults): Promise<void> {
+  await Deno.mkdir(path.slice(0, path.lastIndexOf("/")) || ".", { recursive: true });
+  await Deno.writeTextFile(path, `${JSON.stringify(results, null, 2)}\n`);
+  log(`Wrote ${path}`);
+}
+
+async function main(args: readonly string[]): Promise<number> {
+  let options: BenchOptions;
+  try {
+    options = parseOptions(args);
+  } catch (error) {
+    log(`${error instanceof Error ? error.message : error}\n\n${USAGE}`);
+    return 2;
+  }
+  if (options.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const session = new Session();
+  const onSignal = () => {
+    log("\nInterrupted: stopping the running command and removing the temporary directory");
+    void session.stopChild().finally(() => {
+      session.removeTempDir();
+      Deno.exit(130);
+    });
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  try {
+    await runBench(options, session);
+    return 0;
+  } catch (error) {
+    log(`Benchmark failed: ${firstLine(error instanceof Error ? error.message : String(error))}`);
+    return 1;
+  } finally {
+    await session.stopChild();
+    session.removeTempDir();
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+}
+
+if (import.meta.main) Deno.exitCode = await main(Deno.args);
