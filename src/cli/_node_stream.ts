@@ -1,0 +1,72 @@
+// A node:stream Transform (such as node:zlib's zstd codecs) as a WHATWG
+// TransformStream-shaped pair, with backpressure both ways.
+import type { Transform } from "node:stream";
+
+/** Wraps a Node.js Transform as `{ writable, readable }` for `pipeThrough`. */
+export function nodeTransformToWeb(
+  t: Transform,
+): { writable: WritableStream<Uint8Array>; readable: ReadableStream<Uint8Array> } {
+  let failure: unknown;
+  let failed = false;
+  const waiters = new Set<(e?: unknown) => void>();
+  const fail = (e: unknown) => {
+    if (failed) return;
+    failed = true;
+    failure = e;
+    for (const w of waiters) w(e);
+    waiters.clear();
+  };
+  t.on("error", fail);
+
+  const readable = new ReadableStream<Uint8Array>({
+    start(controller) {
+      t.on("data", (chunk: Uint8Array) => {
+        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        if ((controller.desiredSize ?? 0) <= 0) t.pause();
+      });
+      t.on("end", () => controller.close());
+      t.on("error", (e: unknown) => controller.error(e));
+      t.pause();
+    },
+    pull() {
+      t.resume();
+    },
+    cancel(reason) {
+      fail(reason ?? new TypeError("The stream was cancelled"));
+      t.destroy();
+    },
+  }, { highWaterMark: 4 });
+
+  const wait = (event: "drain" | "finish") =>
+    new Promise<void>((resolve, reject) => {
+      if (failed) return reject(failure);
+      const done = (e?: unknown) => {
+        t.off(event, ok);
+        waiters.delete(done);
+        if (e !== undefined) reject(e);
+        else resolve();
+      };
+      const ok = () => done();
+      waiters.add(done);
+      t.once(event, ok);
+    });
+
+  const writable = new WritableStream<Uint8Array>({
+    write(chunk) {
+      if (failed) return Promise.reject(failure);
+      if (!t.write(chunk)) return wait("drain");
+      return undefined;
+    },
+    close() {
+      if (failed) return Promise.reject(failure);
+      const p = wait("finish");
+      t.end();
+      return p;
+    },
+    abort(reason) {
+      fail(reason ?? new TypeError("The stream was aborted"));
+      t.destroy();
+    },
+  });
+  return { writable, readable };
+}

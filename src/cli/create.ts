@@ -1,0 +1,418 @@
+/**
+ * `vma create <filename> [-v] [-c <config>]... [-d format=<fmt>:[<name>=]<path>]...`:
+ * writes a VMA archive of config files and disk images.
+ *
+ * @module
+ */
+import { VmaWriter } from "../vma_writer.ts";
+import type { VmaDeviceWriter } from "../vma_writer.ts";
+import { lastString, parseCommandArgs, strings } from "./_args.ts";
+import { toCliError } from "./_archive.ts";
+import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
+import { formatVzdumpTime } from "./_format.ts";
+import { stdoutWritable, warn, writeStderr, writeStdout } from "./_io.ts";
+import { AtomicFile, baseName, lstatOrUndefined } from "./_output.ts";
+import { createProgress } from "./_progress.ts";
+import { type DiskSource, openDiskSource } from "./_disk_source.ts";
+import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
+import { nodeTransformToWeb } from "./_node_stream.ts";
+import { HELP } from "./_usage.ts";
+import { createGzip, createZstdCompress } from "node:zlib";
+
+type Compress = "none" | "zstd" | "gzip";
+
+interface DiskSpec {
+  spec: string;
+  format: string;
+  name: string;
+  path: string;
+}
+
+/** Parses `-d` values and legacy positional disks into names, formats and paths. */
+function parseDisks(dashD: string[], legacy: string[]): DiskSpec[] {
+  if (dashD.length > 0 && legacy.length > 0) {
+    throw new UsageError("Unexpected extra argument - specify all devices via '-d'", "create");
+  }
+  const specs = dashD.length ? dashD : legacy;
+  return specs.map((spec, index) => {
+    let rest = spec;
+    let format: string;
+    const m = /^format=([^:]*):/.exec(spec);
+    if (m) {
+      format = m[1];
+      rest = spec.slice(m[0].length);
+    } else if (spec.startsWith("format=")) {
+      throw new CliError(`option 'format' not terminated ('${spec}')`);
+    } else if (dashD.length) {
+      throw new CliError(`No format specified for device: '${spec}'`);
+    } else {
+      warn(
+        `Specifying a device without a format is deprecated - use '-d format=<format>:${spec}'`,
+      );
+      format = "raw";
+    }
+    const eq = rest.indexOf("=");
+    const name = eq >= 0 ? rest.slice(0, eq) : `disk${index}`;
+    const path = eq >= 0 ? rest.slice(eq + 1) : rest;
+    if (path === "") throw new CliError(`No path specified for device: '${spec}'`);
+    return { spec, format, name, path };
+  });
+}
+
+/** `--ctime` / SOURCE_DATE_EPOCH: seconds since the epoch or an ISO 8601 date. */
+function parseTime(text: string, what: string): Date {
+  let ms: number;
+  if (/^-?\d+$/.test(text.trim())) ms = Number(text.trim()) * 1000;
+  else if (/^\d{4}-\d\d-\d\d/.test(text.trim())) ms = Date.parse(text.trim());
+  else ms = NaN;
+  if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) {
+    throw new UsageError(
+      `invalid ${what} '${text}': give seconds since the epoch or an ISO 8601 date`,
+      "create",
+    );
+  }
+  return new Date(ms);
+}
+
+function sourceDateEpoch(): string | undefined {
+  try {
+    const v = Deno.env.get("SOURCE_DATE_EPOCH");
+    return v === undefined || v === "" ? undefined : v;
+  } catch {
+    return undefined; // no env permission
+  }
+}
+
+/** Where the archive goes. */
+interface Sink {
+  readonly writable: WritableStream<Uint8Array>;
+  commit(): Promise<void>;
+  discard(): void;
+  readonly description: string;
+}
+
+async function openSink(target: string): Promise<Sink> {
+  if (target === "-") {
+    return {
+      writable: stdoutWritable(),
+      commit: () => Promise.resolve(),
+      discard() {},
+      description: "standard output",
+    };
+  }
+  if (target.startsWith("exec:")) return openExecSink(target.slice(5));
+  const info = lstatOrUndefined(target);
+  if (info && (info.isFifo || info.isCharDevice)) {
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(target, { write: true });
+    } catch (e) {
+      throw new CliError(`can't open file ${target} - ${describeError(e)}`, { cause: e });
+    }
+    return {
+      writable: new WritableStream({
+        async write(chunk) {
+          let off = 0;
+          while (off < chunk.length) off += await file.write(chunk.subarray(off));
+        },
+      }),
+      commit() {
+        file.close();
+        return Promise.resolve();
+      },
+      discard() {
+        try {
+          file.close();
+        } catch {
+          // closed
+        }
+      },
+      description: target,
+    };
+  }
+  const file = await AtomicFile.create(target);
+  return {
+    writable: file.writable,
+    commit: () => file.commit(),
+    discard: () => file.discard(),
+    description: target,
+  };
+}
+
+function openExecSink(command: string): Sink {
+  if (Deno.build.os === "windows") {
+    throw new CliError(`can't popen command '${command}' - not supported on Windows`);
+  }
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("sh", { args: ["-c", command], stdin: "piped" }).spawn();
+  } catch (e) {
+    throw new CliError(`can't popen command '${command}' - ${describeError(e)}`, { cause: e });
+  }
+  const stdin = child.stdin.getWriter();
+  let closed = false;
+  return {
+    writable: new WritableStream({
+      async write(chunk) {
+        try {
+          await stdin.write(chunk);
+        } catch (e) {
+          throw new CliError(`command '${command}' stopped reading - ${describeError(e)}`, {
+            cause: e,
+          });
+        }
+      },
+    }),
+    async commit() {
+      closed = true;
+      await stdin.close();
+      const status = await child.status;
+      if (!status.success) {
+        throw new CliError(`command '${command}' failed with exit status ${status.code}`);
+      }
+    },
+    discard() {
+      if (closed) return;
+      closed = true;
+      stdin.abort().catch(() => {});
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // exited
+      }
+    },
+    description: `command '${command}'`,
+  };
+}
+
+function compressor(kind: Compress): TransformStream<Uint8Array, Uint8Array> | undefined {
+  switch (kind) {
+    case "none":
+      return undefined;
+    case "gzip":
+      return nodeTransformToWeb(createGzip({ chunkSize: 1024 * 1024 })) as TransformStream<
+        Uint8Array,
+        Uint8Array
+      >;
+    case "zstd":
+      return nodeTransformToWeb(createZstdCompress({ chunkSize: 1024 * 1024 })) as TransformStream<
+        Uint8Array,
+        Uint8Array
+      >;
+  }
+}
+
+/** Runs `vma create`; returns the exit status. */
+export async function createCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs("create", args, {
+    config: { type: "string", short: "c", multiple: true },
+    device: { type: "string", short: "d", multiple: true },
+    verbose: { type: "boolean", short: "v" },
+    compress: { type: "string" },
+    uuid: { type: "string" },
+    ctime: { type: "string" },
+    ordered: { type: "boolean" },
+    vmid: { type: "string" },
+    "make-config": { type: "boolean" },
+    storage: { type: "string" },
+    "no-progress": { type: "boolean" },
+  });
+  if (values.help) {
+    await writeStdout(HELP.create);
+    return 0;
+  }
+  if (positionals.length === 0) throw new UsageError("missing <filename>", "create");
+  const [target, ...legacy] = positionals;
+  const verbose = values.verbose === true;
+
+  // Options.
+  const compressOption = lastString(values.compress);
+  if (compressOption !== undefined && !["zstd", "gzip", "none"].includes(compressOption)) {
+    throw new UsageError(
+      `invalid --compress '${compressOption}': use zstd, gzip or none`,
+      "create",
+    );
+  }
+  const vmid = lastString(values.vmid);
+  if (vmid !== undefined && !/^[1-9]\d{2,8}$/.test(vmid)) {
+    throw new UsageError(`invalid --vmid '${vmid}': a VM id is a number from 100`, "create");
+  }
+  if (vmid !== undefined && (target === "-" || target.startsWith("exec:"))) {
+    throw new UsageError("--vmid needs a directory as <filename>", "create");
+  }
+  const ctimeText = lastString(values.ctime);
+  const sde = ctimeText === undefined ? sourceDateEpoch() : undefined;
+  const ctime = ctimeText !== undefined
+    ? parseTime(ctimeText, "--ctime")
+    : sde !== undefined
+    ? parseTime(sde, "SOURCE_DATE_EPOCH")
+    : undefined;
+  const uuid = lastString(values.uuid);
+  let writer: VmaWriter;
+  try {
+    writer = new VmaWriter({ uuid, ctime, ordered: values.ordered === true });
+  } catch (e) {
+    throw new UsageError(
+      `invalid --uuid '${uuid}': ${e instanceof Error ? e.message : String(e)}`,
+      "create",
+    );
+  }
+  const disks = parseDisks(strings(values.device), legacy);
+  const storage = lastString(values.storage) ?? "local-lvm";
+
+  // Where to write, and how.
+  let path = target;
+  let compress: Compress = (compressOption as Compress | undefined) ?? "none";
+  if (vmid !== undefined) {
+    const info = lstatOrUndefined(target);
+    if (!info?.isDirectory) {
+      throw new CliError(`--vmid: '${target}' is not a directory`);
+    }
+    const ext = compress === "zstd" ? ".vma.zst" : compress === "gzip" ? ".vma.gz" : ".vma";
+    path = `${target.replace(/\/+$/, "") || "/"}/vzdump-qemu-${vmid}-${
+      formatVzdumpTime(writer.ctime)
+    }${ext}`.replace(/^\/\//, "/");
+  } else if (compressOption === undefined && target !== "-" && !target.startsWith("exec:")) {
+    if (target.endsWith(".zst")) compress = "zstd";
+    else if (target.endsWith(".gz")) compress = "gzip";
+  }
+  if (path !== "-" && !path.startsWith("exec:")) {
+    const info = lstatOrUndefined(path);
+    if (info && !info.isFifo && !info.isCharDevice) {
+      throw new CliError(`can't open file ${path} - File exists`);
+    }
+  }
+
+  // Configs.
+  const configs: { name: string; data: Uint8Array }[] = [];
+  for (const file of strings(values.config)) {
+    let data: Uint8Array;
+    try {
+      data = await Deno.readFile(file);
+    } catch (e) {
+      throw new CliError(
+        `Unable to read file: Failed to open file \u201c${file}\u201d: ${describeError(e)}`,
+        { cause: e },
+      );
+    }
+    const name = baseName(file);
+    try {
+      writer.addConfig(name, data);
+    } catch (e) {
+      throw new CliError(
+        `Unable to append config data ${file} (len = ${data.length}) - ${describeError(e)}`,
+        { cause: e },
+      );
+    }
+    configs.push({ name, data });
+  }
+
+  // Disks.
+  const sources: DiskSource[] = [];
+  const devices: VmaDeviceWriter[] = [];
+  try {
+    for (const disk of disks) {
+      const source = await openDiskSource(disk.path, disk.format);
+      sources.push(source);
+      if (source.size !== source.imageSize) {
+        warn(
+          `image '${disk.path}' size ${source.imageSize} is not a multiple of 512: padded with ${
+            source.size - source.imageSize
+          } zero bytes to ${source.size}`,
+        );
+      }
+    }
+    // A generated qemu-server.conf comes before the devices are added.
+    const hasConf = configs.some((c) => c.name === "qemu-server.conf");
+    if (values["make-config"] === true) {
+      if (hasConf) {
+        warn("--make-config: a qemu-server.conf is given, so none is generated");
+      } else {
+        const text = generateConfig(
+          disks.map((d, i) => ({ name: d.name, size: sources[i].size })),
+          { storage, vmid },
+        );
+        writer.addConfig("qemu-server.conf", text);
+        configs.push({ name: "qemu-server.conf", data: new TextEncoder().encode(text) });
+      }
+    }
+    for (let i = 0; i < disks.length; i++) {
+      try {
+        devices.push(writer.addDevice(disks[i].name, sources[i].size));
+      } catch (e) {
+        throw new CliError(
+          `vma_writer_register_stream '${disks[i].name}' failed - ${describeError(e)}`,
+          { cause: e },
+        );
+      }
+    }
+    const conf = configs.find((c) => c.name === "qemu-server.conf");
+    if (conf) {
+      const problems = restoreProblems(
+        new TextDecoder().decode(conf.data),
+        disks.map((d) => d.name).filter((n) => n !== "vmstate"),
+      );
+      for (const p of problems) warn(p);
+    }
+  } catch (e) {
+    for (const s of sources) s.close();
+    throw e;
+  }
+
+  // Write.
+  const sink = await openSink(path);
+  let archive = writer.readable;
+  const transform = compressor(compress);
+  if (transform) archive = archive.pipeThrough(transform);
+  const pump = archive.pipeTo(sink.writable);
+  const total = sources.reduce((n, s) => n + s.size, 0);
+  let transferred = 0;
+  let lastPercent = -1;
+  const bar = createProgress("create", !verbose && values["no-progress"] !== true);
+  const onBytes = (n: number) => {
+    transferred += n;
+    if (verbose && total > 0) {
+      const percent = Math.floor((transferred * 100) / total);
+      if (percent !== lastPercent) {
+        lastPercent = percent;
+        writeStderr(
+          `progress ${percent}% ${transferred}/${total} ${writer.stats.zeroBytes}\n`,
+        );
+      }
+    }
+    bar.update(transferred, total);
+  };
+  const zeros: number[] = [];
+  const feed = async () => {
+    for (let i = 0; i < sources.length; i++) {
+      const before = writer.stats.zeroBytes;
+      await sources[i].feed(devices[i], onBytes);
+      zeros.push(writer.stats.zeroBytes - before);
+      sources[i].close();
+    }
+    await writer.close();
+  };
+  try {
+    await Promise.all([feed(), pump]);
+    await sink.commit();
+  } catch (e) {
+    bar.finish();
+    await writer.abort(e).catch(() => {});
+    sink.discard();
+    for (const s of sources) s.close();
+    if (e instanceof BrokenPipeError) throw e;
+    throw toCliError(e, e instanceof CliError ? "" : "creating vma archive failed - ");
+  }
+  bar.finish();
+  if (verbose) {
+    disks.forEach((d, i) => {
+      writeStderr(
+        `image ${d.name}: size=${sources[i].size} zeros=${zeros[i]} saved=${
+          sources[i].size - zeros[i]
+        }\n`,
+      );
+    });
+  }
+  if (vmid !== undefined) await writeStdout(`${path}\n`);
+  return 0;
+}

@@ -1,0 +1,65 @@
+/**
+ * The `vma` command line: dispatches to the subcommands and turns every
+ * failure into one line on stderr and an exit status.
+ *
+ * @module
+ */
+import { BrokenPipeError, CliError, isBrokenPipe, UsageError } from "./_errors.ts";
+import { runCleanup } from "./_cleanup.ts";
+import { writeStderr, writeStdout } from "./_io.ts";
+import { MAIN_HELP, SYNOPSIS, USAGE, VERSION } from "./_usage.ts";
+import { listCommand } from "./list.ts";
+import { configCommand } from "./config.ts";
+import { verifyCommand } from "./verify.ts";
+import { extractCommand } from "./extract.ts";
+import { createCommand } from "./create.ts";
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  list: listCommand,
+  config: configCommand,
+  create: createCommand,
+  extract: extractCommand,
+  verify: verifyCommand,
+};
+
+/**
+ * Runs the `vma` command line with `args` (without the program name).
+ *
+ * @param args The command line arguments, such as `["list", "x.vma"]`.
+ * @returns The exit status: 0 success, 1 failure, 2 usage error, 255 for
+ *   `config` without such a config.
+ */
+export async function main(args: string[]): Promise<number> {
+  try {
+    const [command, ...rest] = args;
+    if (command === undefined) throw new UsageError("missing command");
+    if (command === "--help" || command === "-h" || command === "help") {
+      await writeStdout(MAIN_HELP);
+      return 0;
+    }
+    if (command === "--version" || command === "-V") {
+      await writeStdout(`vma (vmakit) ${VERSION}\n`);
+      return 0;
+    }
+    const run = COMMANDS[command];
+    if (!run) throw new UsageError(`unknown command '${command}'`);
+    return await run(rest);
+  } catch (e) {
+    runCleanup();
+    if (e instanceof BrokenPipeError || isBrokenPipe(e)) return 1;
+    if (e instanceof UsageError) {
+      writeStderr(`vma: ${e.message}\n`);
+      writeStderr(
+        e.command ? `${SYNOPSIS[e.command]}\nTry 'vma ${e.command} --help' for more.\n` : USAGE,
+      );
+      return e.exitCode;
+    }
+    if (e instanceof CliError) {
+      writeStderr(e.bare ? `${e.message}\n` : `vma: ${e.message}\n`);
+      return e.exitCode;
+    }
+    const message = e instanceof Error ? e.message : String(e);
+    writeStderr(`vma: ${message}\n`);
+    return 1;
+  }
+}
