@@ -220,7 +220,10 @@ export function formatReport(results: BenchResults, before?: BenchResults): stri
       ? [`- ${r.id}: ${r.runs.length} timed run(s) only (slow row)`]
       : []),
   ]);
-  const title = `${results.mode} run, ${results.date}, ${results.commit}, vma: ${results.vma}` +
+  const load =
+    `load average ${results.machine.loadBefore} before, ${results.machine.loadAfter} after`;
+  const title = `${results.mode} run, ${results.date}, ${results.commit}, vma: ${results.vma}\n` +
+    `${results.machine.cpus} CPUs, ${load}` +
     (before === undefined ? "" : `\nbefore: ${before.mode} run, ${before.date}, ${before.commit}`);
   const legend =
     "s = wall seconds, median (min–max) of warm runs; RSS = median peak RSS, MB = 10^6 B";

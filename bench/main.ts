@@ -211,7 +211,14 @@ async function measureAll(rows: readonly RowSpec[], ctx: RowContext): Promise<Ro
   return results;
 }
 
-async function machineInfo(fsType: string): Promise<Record<string, string | number>> {
+function loadAverage(): string {
+  return Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
+}
+
+async function machineInfo(
+  fsType: string,
+  loadBefore: string,
+): Promise<Record<string, string | number>> {
   const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
   const model = cpuinfo.match(/^model name\s*:\s*(.+)$/m)?.[1] ?? "unknown";
   return {
@@ -221,6 +228,10 @@ async function machineInfo(fsType: string): Promise<Record<string, string | numb
     kernel: Deno.osRelease(),
     deno: Deno.version.deno,
     fsType,
+    // Other work on the machine skews the figures; the 1/5/15-minute load
+    // averages before the inputs were made and after the last row tell.
+    loadBefore,
+    loadAfter: loadAverage(),
   };
 }
 
@@ -270,6 +281,10 @@ async function runBench(options: BenchOptions, session: Session): Promise<void> 
   if (fsType === "tmpfs") {
     log("Warning: the temporary directory is on tmpfs; sync and fsync cost nothing there");
   }
+  const loadBefore = loadAverage();
+  if (Deno.loadavg()[0] > navigator.hardwareConcurrency / 2) {
+    log(`Warning: the machine is busy (load average ${loadBefore}); figures will be noisy`);
+  }
   const inputs = await prepareInputs(dir, sizes);
   const rows = suiteRows(vma.words, inputs).filter((r) => options.only?.includes(r.id) ?? true);
   const settings: RunSettings = {
@@ -285,7 +300,7 @@ async function runBench(options: BenchOptions, session: Session): Promise<void> 
     mode: options.quick ? "quick" : "full",
     vma: vma.display,
     commit: await gitCommit(),
-    machine: await machineInfo(fsType),
+    machine: await machineInfo(fsType, loadBefore),
     sizes,
     runsPerRow: options.runs,
     rows: measured,
