@@ -35,4 +35,8 @@ export * from "./src/vma_format_error.ts";
 export * from "./src/verify_vma.ts";
 export * from "./src/extract_vma.ts";
 export type * from "./src/disk_image.ts";
+export * from "./src/raw_image.ts";
+export * from "./src/qcow2_image.ts";
+export * from "./src/vmdk_image.ts";
+export * from "./src/open_disk_image.ts";
 export * from "./src/lzop_decompression_stream.ts";
