@@ -219,6 +219,7 @@ export function formatReport(results: BenchResults, before?: BenchResults): stri
     ...(r.runs.length > 0 && r.runs.length < results.runsPerRow
       ? [`- ${r.id}: ${r.runs.length} timed run(s) only (slow row)`]
       : []),
+    ...(r.runs.length > 0 && r.warmupS === undefined ? [`- ${r.id}: no warm-up run`] : []),
   ]);
   const load =
     `load average ${results.machine.loadBefore} before, ${results.machine.loadAfter} after`;

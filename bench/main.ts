@@ -157,21 +157,21 @@ type Timed = { samples: RunSample[]; warmupS?: number; error?: string };
 
 async function timeRow(row: RowSpec, ctx: RowContext): Promise<Timed> {
   await prepareRun(row, ctx.dir);
-  const warmup = await runMeasured(row.script, ctx.settings);
-  if (!warmup.ok) return { samples: [], error: warmup.reason };
-  const warmupS = warmup.sample.wallS;
-  const runs = Math.max(
-    1,
-    Math.min(ctx.options.runs, Math.floor(ctx.options.rowBudgetS / warmupS)),
-  );
-  const samples: RunSample[] = [];
-  for (let run = 0; run < runs; run++) {
+  const first = await runMeasured(row.script, ctx.settings);
+  if (!first.ok) return { samples: [], error: first.reason };
+  const firstS = first.sample.wallS;
+  const samples: RunSample[] = row.warmup === false ? [first.sample] : [];
+  const budget = Math.floor(ctx.options.rowBudgetS / firstS);
+  const runs = Math.max(1, Math.min(ctx.options.runs, budget));
+  while (samples.length < runs) {
     await prepareRun(row, ctx.dir);
     const outcome = await runMeasured(row.script, ctx.settings);
-    if (!outcome.ok) return { samples: [], warmupS, error: `run ${run + 2}: ${outcome.reason}` };
+    if (!outcome.ok) {
+      return { samples: [], error: `run ${samples.length + 2}: ${outcome.reason}` };
+    }
     samples.push(outcome.sample);
   }
-  return { samples, warmupS };
+  return { samples, ...(row.warmup === false ? {} : { warmupS: firstS }) };
 }
 
 async function measureRow(row: RowSpec, ctx: RowContext): Promise<RowResult> {
@@ -197,7 +197,8 @@ function progressLine(index: number, total: number, result: RowResult): string {
   const wall = result.wallS!;
   const rss = (result.maxRssBytes!.median / 1e6).toFixed(0);
   return `${head} ${wall.median.toFixed(3)} s median of ${result.runs.length} ` +
-    `(${wall.min.toFixed(3)}–${wall.max.toFixed(3)}), warm-up ${result.warmupS?.toFixed(3)} s, ` +
+    `(${wall.min.toFixed(3)}–${wall.max.toFixed(3)}), ` +
+    `${result.warmupS === undefined ? "no warm-up" : `warm-up ${result.warmupS.toFixed(3)} s`}, ` +
     `RSS ${rss} MB${result.note === undefined ? "" : `, ${result.note}`}`;
 }
 
