@@ -192,9 +192,9 @@ export class MappedImage implements DiskImage {
       if (bytes.length !== length) {
         const where = file === undefined ? "" : ` in "${file}"`;
         throw new SyntaxError(
-          `Corrupt ${this.format} image: data at ${
-            hex(position)
-          }${where} is past the end of the file`,
+          `Corrupt ${this.format} image: the data at ${hex(position)}..${
+            hex(position + length)
+          }${where} runs past the end of the file`,
         );
       }
       out.set(bytes, at);
