@@ -276,3 +276,31 @@ export async function openReferenced<T>(
     throw new Class(`Cannot open the ${what} "${name}": ${message}`, { cause: error });
   }
 }
+
+/**
+ * Positioned reads through a read-ahead window: compressed clusters and grains
+ * are small and mostly stored one after the other, so one large read serves
+ * many of them. Returns fewer bytes only at the end of the file.
+ */
+export class ReadAhead {
+  #reader: PositionedReader;
+  #window: number;
+  #start = 0;
+  #bytes: Uint8Array = new Uint8Array(0);
+
+  constructor(reader: PositionedReader, window = 1024 * 1024) {
+    this.#reader = reader;
+    this.#window = window;
+  }
+
+  async read(position: number, length: number): Promise<Uint8Array> {
+    const offset = position - this.#start;
+    if (offset < 0 || offset + length > this.#bytes.length) {
+      const size = Math.min(Math.max(length, this.#window), this.#reader.size - position);
+      this.#bytes = await this.#reader.read(position, Math.max(size, 0));
+      this.#start = position;
+      return this.#bytes.slice(0, length);
+    }
+    return this.#bytes.slice(offset, offset + length);
+  }
+}

@@ -7,7 +7,7 @@
 
 import type { DiskImage, PositionedReader } from "./disk_image.ts";
 import { inflateRaw } from "./_inflate.ts";
-import { type ExtentMapper, hex, MappedImage, openReferenced } from "./_mapped_image.ts";
+import { type ExtentMapper, hex, MappedImage, openReferenced, ReadAhead } from "./_mapped_image.ts";
 
 /** Options for {@linkcode openQcow2Image}. */
 export interface Qcow2ImageOptions {
@@ -315,6 +315,7 @@ export async function openQcow2Image(
     return table;
   };
 
+  const readAhead = new ReadAhead(reader, Math.max(1024 * 1024, clusterSize + 512));
   const loadCompressed = async (high: number, low: number): Promise<Uint8Array> => {
     const entry = (BigInt(high & 0x3fffffff) << 32n) | BigInt(low >>> 0);
     const offsetBits = BigInt(62 - (clusterBits - 8));
@@ -326,7 +327,10 @@ export async function openQcow2Image(
     // The stored size is rounded up to whole sectors; the end may lie past a
     // file that was not padded.
     const storedLength = Math.min(sectors * 512 - (hostOffset % 512), fileSize - hostOffset);
-    const data = await readExact(reader, hostOffset, storedLength, "compressed cluster");
+    const data = await readAhead.read(hostOffset, storedLength);
+    if (data.length !== storedLength) {
+      throw corrupt(`the compressed cluster at ${hex(hostOffset)} is past the end of the file`);
+    }
     let cluster: Uint8Array;
     try {
       if (compressionType === 1) {

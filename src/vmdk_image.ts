@@ -16,6 +16,7 @@ import {
   hex,
   MappedImage,
   openReferenced,
+  ReadAhead,
 } from "./_mapped_image.ts";
 
 /** Options for {@linkcode openVmdkImage}. */
@@ -442,18 +443,28 @@ async function openSparseExtent(
     return table;
   };
 
+  const readAhead = new ReadAhead(reader);
   const loadGrain = async (sector: number, grainStart: number): Promise<Uint8Array> => {
     const at = sector * SECTOR;
     let data: Uint8Array;
     if (markers) {
-      const marker = await readExact(reader, at, 12, "grain marker", file);
-      const length = new DataView(marker.buffer, marker.byteOffset, 12).getUint32(8, true);
+      // The marker (LBA, size) and, usually, the whole compressed grain in one read.
+      const guess = Math.min(12 + grainBytes + SECTOR, fileSize - at);
+      let bytes = await readAhead.read(at, guess);
+      if (bytes.length < 12) {
+        throw corrupt(`the grain marker at ${hex(at)} is past the end of the file`, file);
+      }
+      const length = new DataView(bytes.buffer, bytes.byteOffset, 12).getUint32(8, true);
       if (length === 0 || length > 2 * grainBytes) {
         throw corrupt(`the grain marker at ${hex(at)} gives the invalid size ${length}`, file);
       }
-      data = await readExact(reader, at + 12, length, "compressed grain", file);
+      if (12 + length > bytes.length) bytes = await readAhead.read(at, 12 + length);
+      if (12 + length > bytes.length) {
+        throw corrupt(`the compressed grain at ${hex(at)} is past the end of the file`, file);
+      }
+      data = bytes.subarray(12, 12 + length);
     } else {
-      data = await readExact(reader, at, Math.min(2 * grainBytes, fileSize - at), "grain", file);
+      data = await readAhead.read(at, Math.min(2 * grainBytes, fileSize - at));
     }
     const grain = new Uint8Array(grainBytes);
     let written: number;
