@@ -206,9 +206,14 @@ export class VmaReader {
   }
 }
 
-/** Reads exact byte counts from a stream, without copying when a chunk holds them. */
+/**
+ * Reads exact byte counts from a stream. From a byte stream it reads straight
+ * into a buffer of the wanted size (BYOB: no copy); from another stream it
+ * hands out subarrays of its chunks and copies only what straddles chunks.
+ */
 class ByteSource {
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  #byob: ReadableStreamBYOBReader | undefined;
   #chunks: Uint8Array[] = [];
   #buffered = 0;
   #eof = false;
@@ -219,13 +224,37 @@ class ByteSource {
     if (!(readable instanceof ReadableStream)) {
       throw new TypeError("Cannot read the archive: it must be a ReadableStream");
     }
-    this.#reader = readable.getReader();
+    try {
+      this.#byob = readable.getReader({ mode: "byob" });
+    } catch {
+      this.#reader = readable.getReader();
+    }
   }
 
   /** Reads `n` bytes, or fewer at the end of the stream. */
   async read(n: number): Promise<Uint8Array> {
+    if (this.#byob !== undefined) {
+      if (n <= MAX_EXTENT_SIZE) return await this.#readByob(n);
+      // Larger reads (only a header can be that big) go in pieces, so a
+      // short hostile stream does not make us allocate what it claims.
+      const parts: Uint8Array[] = [];
+      let got = 0;
+      while (got < n) {
+        const part = await this.#readByob(Math.min(MAX_EXTENT_SIZE, n - got));
+        parts.push(part);
+        got += part.length;
+        if (part.length === 0 || this.#eof) break;
+      }
+      const out = new Uint8Array(got);
+      let at = 0;
+      for (const part of parts) {
+        out.set(part, at);
+        at += part.length;
+      }
+      return out;
+    }
     while (this.#buffered < n && !this.#eof) {
-      const { done, value } = await this.#reader.read();
+      const { done, value } = await this.#reader!.read();
       if (done) {
         this.#eof = true;
         break;
@@ -240,6 +269,21 @@ class ByteSource {
       this.#buffered += value.length;
     }
     return this.#take(Math.min(n, this.#buffered));
+  }
+
+  async #readByob(n: number): Promise<Uint8Array> {
+    let buffer = new ArrayBuffer(n);
+    let filled = 0;
+    while (filled < n && !this.#eof) {
+      const { done, value } = await this.#byob!.read(new Uint8Array(buffer, filled, n - filled));
+      if (value !== undefined) {
+        buffer = value.buffer as ArrayBuffer; // the view's buffer was transferred
+        filled += value.byteLength;
+      }
+      if (done) this.#eof = true;
+    }
+    this.position += filled;
+    return new Uint8Array(buffer, 0, filled);
   }
 
   #take(n: number): Uint8Array {
@@ -267,15 +311,17 @@ class ByteSource {
   async release(): Promise<void> {
     if (this.#released) return;
     this.#released = true;
-    if (!this.#eof) await this.#reader.cancel().catch(() => {});
-    this.#reader.releaseLock();
+    const reader = this.#byob ?? this.#reader!;
+    if (!this.#eof) await reader.cancel().catch(() => {});
+    reader.releaseLock();
   }
 
   async cancel(reason?: unknown): Promise<void> {
     if (this.#released) return;
     this.#released = true;
-    await this.#reader.cancel(reason);
-    this.#reader.releaseLock();
+    const reader = this.#byob ?? this.#reader!;
+    await reader.cancel(reason);
+    reader.releaseLock();
   }
 }
 

@@ -184,3 +184,53 @@ Deno.test("VmaReader.extents can be read only once", async () => {
     for await (const _ of reader.extents()) { /* never */ }
   }, { name: "TypeError", message: "Cannot read the extents twice" });
 });
+
+/** A byte stream (BYOB-capable) that answers each read with at most `most` bytes. */
+function byteStream(data: Uint8Array, most: number): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    type: "bytes",
+    pull(controller) {
+      const request = controller.byobRequest!;
+      const view = request.view! as Uint8Array;
+      const n = Math.min(view.byteLength, most, data.length - at);
+      if (n === 0) {
+        controller.close();
+        request.respond(0);
+        return;
+      }
+      view.set(data.subarray(at, at + n));
+      at += n;
+      request.respond(n);
+    },
+  });
+}
+
+Deno.test("VmaReader reads byte streams straight into its buffers, for any read size", async () => {
+  const archive = await writeArchive([{
+    name: "d",
+    data: new Uint8Array(61 * 65536).fill(5, 1000, 3000000),
+  }]);
+  const reference = await extractAll(archive);
+  for (const most of [500, 4096, 1 << 22]) {
+    const back = await extractAll(byteStream(archive, most));
+    assert.deepEqual(back.disks, reference.disks, `at most ${most} bytes per read`);
+  }
+  const tiny = await writeArchive([{
+    name: "d",
+    data: new Uint8Array(2 * 65536).fill(5, 1000, 70000),
+  }]);
+  const tinyReference = await extractAll(tiny);
+  for (const most of [1, 3]) {
+    const back = await extractAll(byteStream(tiny, most));
+    assert.deepEqual(back.disks, tinyReference.disks, `at most ${most} bytes per read`);
+  }
+  const truncated = await gunzip(await testdata("small-truncated.vma.gz"));
+  const error = await verifyVma(new VmaReader(byteStream(truncated, 65536))).catch((e) => e);
+  assert.ok(error instanceof VmaFormatError);
+  assert.equal(error.message, "short vma extent (987200 < 1712640)");
+  const trailing = new Uint8Array(archive.length + 100);
+  trailing.set(archive);
+  const error2 = await verifyVma(new VmaReader(byteStream(trailing, 1 << 20))).catch((e) => e);
+  assert.equal(error2.message, "read short extent (100 bytes)");
+});
