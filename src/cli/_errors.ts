@@ -44,6 +44,25 @@ export class InterruptedError extends CliError {
   }
 }
 
+/** strerror(3) texts of the errno codes node:fs reports. */
+const ERRNO_TEXT: Record<string, string> = {
+  EEXIST: "File exists",
+  ENOENT: "No such file or directory",
+  EACCES: "Permission denied",
+  EPERM: "Operation not permitted",
+  EISDIR: "Is a directory",
+  ENOTDIR: "Not a directory",
+  ENOSPC: "No space left on device",
+  EROFS: "Read-only file system",
+  EIO: "Input/output error",
+  EMFILE: "Too many open files",
+  ENAMETOOLONG: "File name too long",
+  EXDEV: "Invalid cross-device link",
+  EPIPE: "Broken pipe",
+  EDQUOT: "Disk quota exceeded",
+  EFBIG: "File too large",
+};
+
 /**
  * The strerror-like text of an OS error: Deno's "No such file or directory (os
  * error 2): open '/x'" becomes "No such file or directory"; other errors give
@@ -51,6 +70,8 @@ export class InterruptedError extends CliError {
  */
 export function describeError(error: unknown): string {
   if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === "string" && code in ERRNO_TEXT) return ERRNO_TEXT[code];
     const m = /^(.*?) \(os error \d+\)/.exec(error.message);
     if (m) return m[1];
     return error.message;

@@ -93,23 +93,19 @@ export class AtomicFile {
   #removeCleanup: () => void;
   #done = false;
 
-  private constructor(path: string, tempPath: string, file: Deno.FsFile) {
+  private constructor(
+    path: string,
+    tempPath: string,
+    file: Deno.FsFile,
+    removeCleanup: () => void,
+    setFile: (file: Deno.FsFile) => void,
+  ) {
     this.path = path;
     this.tempPath = tempPath;
     this.#file = file;
     this.#writer = new BufferedFileWriter(file);
-    this.#removeCleanup = onCleanup(() => {
-      try {
-        this.#file.close();
-      } catch {
-        // closed
-      }
-      try {
-        Deno.removeSync(tempPath);
-      } catch {
-        // gone
-      }
-    });
+    this.#removeCleanup = removeCleanup;
+    setFile(file);
   }
 
   /**
@@ -121,13 +117,30 @@ export class AtomicFile {
       throw new CliError(`can't open file ${path} - File exists`);
     }
     const tempPath = `${dirName(path)}/.${baseName(path)}.vma-tmp-${randomSuffix()}`;
+    // Registered before the file exists, so a signal during open removes it too.
+    let opened: Deno.FsFile | undefined;
+    const removeCleanup = onCleanup(() => {
+      try {
+        opened?.close();
+      } catch {
+        // closed
+      }
+      try {
+        Deno.removeSync(tempPath);
+      } catch {
+        // gone
+      }
+    });
     let file: Deno.FsFile;
     try {
       file = await Deno.open(tempPath, { write: true, createNew: true, mode: 0o644 });
     } catch (e) {
+      removeCleanup();
       throw new CliError(`can't open file ${path} - ${describeError(e)}`, { cause: e });
     }
-    return new AtomicFile(path, tempPath, file);
+    return new AtomicFile(path, tempPath, file, removeCleanup, (f) => {
+      opened = f;
+    });
   }
 
   /** Bytes written so far. */

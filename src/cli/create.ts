@@ -151,25 +151,30 @@ function openExecSink(command: string): Sink {
   }
   const stdin = child.stdin.getWriter();
   let closed = false;
+  const failed = async (): Promise<CliError | undefined> => {
+    const status = await child.status;
+    return status.success
+      ? undefined
+      : new CliError(`command '${command}' failed with exit status ${status.code}`);
+  };
   return {
     writable: new WritableStream({
       async write(chunk) {
         try {
           await stdin.write(chunk);
         } catch (e) {
-          throw new CliError(`command '${command}' stopped reading - ${describeError(e)}`, {
-            cause: e,
-          });
+          throw (await failed()) ??
+            new CliError(`command '${command}' stopped reading - ${describeError(e)}`, {
+              cause: e,
+            });
         }
       },
     }),
     async commit() {
       closed = true;
-      await stdin.close();
-      const status = await child.status;
-      if (!status.success) {
-        throw new CliError(`command '${command}' failed with exit status ${status.code}`);
-      }
+      await stdin.close().catch(() => {});
+      const error = await failed();
+      if (error) throw error;
     },
     discard() {
       if (closed) return;

@@ -128,19 +128,23 @@ export async function extractCommand(args: string[]): Promise<number> {
   const verbose = values.verbose === true;
 
   const { reader } = await openArchive(filename);
+  // Registered first; removes the directory only once this process made it.
+  let created = false;
+  const sinks: SparseFileSink[] = [];
+  const removeDir = onCleanup(() => {
+    for (const s of sinks) s.abandon();
+    if (created) Deno.removeSync(dir, { recursive: true });
+  });
   try {
     fs.mkdirSync(dir, 0o777);
+    created = true;
   } catch (e) {
+    removeDir();
     await reader.cancel().catch(() => {});
     throw new CliError(`unable to create target directory ${dir} - ${describeError(e)}`, {
       cause: e,
     });
   }
-  const removeDir = onCleanup(() => {
-    for (const s of sinks) s.abandon();
-    Deno.removeSync(dir, { recursive: true });
-  });
-  const sinks: SparseFileSink[] = [];
   const renames: [string, string][] = [];
   const progress = readProgress(verbose, values["no-progress"] !== true, "extract");
   try {

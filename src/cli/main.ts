@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { BrokenPipeError, CliError, isBrokenPipe, UsageError } from "./_errors.ts";
+import { BrokenPipeError, CliError, UsageError } from "./_errors.ts";
 import { runCleanup } from "./_cleanup.ts";
 import { writeStderr, writeStdout } from "./_io.ts";
 import { MAIN_HELP, SYNOPSIS, USAGE, VERSION } from "./_usage.ts";
@@ -46,7 +46,7 @@ export async function main(args: string[]): Promise<number> {
     return await run(rest);
   } catch (e) {
     runCleanup();
-    if (e instanceof BrokenPipeError || isBrokenPipe(e)) return 1;
+    if (e instanceof BrokenPipeError) return 1;
     if (e instanceof UsageError) {
       writeStderr(`vma: ${e.message}\n`);
       writeStderr(
