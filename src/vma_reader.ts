@@ -94,6 +94,7 @@ export interface VmaExtent {
 }
 
 const decoder = new TextDecoder();
+const EMPTY = new Uint8Array(0);
 /** Largest header the reader accepts (the reference writer stops at 512 KiB). */
 const MAX_READ_HEADER = 64 * 1024 * 1024;
 
@@ -215,6 +216,7 @@ class ByteSource {
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #byob: ReadableStreamBYOBReader | undefined;
   #chunks: Uint8Array[] = [];
+  #head = 0; // index of the first unread chunk (Array#shift is O(n): tiny chunks went quadratic)
   #buffered = 0;
   #eof = false;
   #released = false;
@@ -289,23 +291,34 @@ class ByteSource {
   #take(n: number): Uint8Array {
     this.position += n;
     this.#buffered -= n;
-    const first = this.#chunks[0];
+    const first = this.#chunks[this.#head];
     if (first !== undefined && first.length >= n) {
-      if (first.length === n) this.#chunks.shift();
-      else this.#chunks[0] = first.subarray(n);
+      if (first.length === n) this.#dropFirst();
+      else this.#chunks[this.#head] = first.subarray(n);
       return first.subarray(0, n);
     }
     const out = new Uint8Array(n);
     let at = 0;
     while (at < n) {
-      const chunk = this.#chunks[0];
+      const chunk = this.#chunks[this.#head];
       const k = Math.min(chunk.length, n - at);
       out.set(chunk.subarray(0, k), at);
       at += k;
-      if (k === chunk.length) this.#chunks.shift();
-      else this.#chunks[0] = chunk.subarray(k);
+      if (k === chunk.length) this.#dropFirst();
+      else this.#chunks[this.#head] = chunk.subarray(k);
     }
     return out;
+  }
+
+  #dropFirst(): void {
+    this.#chunks[this.#head++] = EMPTY; // let it be collected
+    if (this.#head === this.#chunks.length) {
+      this.#chunks = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#chunks.length) {
+      this.#chunks = this.#chunks.slice(this.#head);
+      this.#head = 0;
+    }
   }
 
   async release(): Promise<void> {
