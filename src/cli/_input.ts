@@ -7,6 +7,8 @@ import { LzopDecompressionStream } from "../lzop_decompression_stream.ts";
 
 /** Bytes per read from a file: large pieces keep per-chunk overhead small. */
 export const READ_CHUNK_SIZE = 4 * 1024 * 1024;
+/** The first read, to sniff the compression magic. */
+const SNIFF_SIZE = 65536;
 /** Pipes return at most a pipe buffer per read; gather at least this much per chunk. */
 const PIPE_MIN_CHUNK = 1024 * 1024;
 
@@ -32,7 +34,12 @@ interface Source {
   close(): void;
 }
 
-/** A ReadableStream of chunks of up to `chunkSize` bytes, each a fresh buffer. */
+/**
+ * A byte stream (type "bytes") over `source`: a BYOB reader (VmaReader) reads
+ * straight into its own buffers; a default reader gets fresh chunks of up to
+ * READ_CHUNK_SIZE (gathered to at least PIPE_MIN_CHUNK from pipes). `first`
+ * holds bytes already read for sniffing.
+ */
 function sourceStream(
   source: Source,
   first: Uint8Array | undefined,
@@ -51,7 +58,16 @@ function sourceStream(
       }
     }
   };
-  return new ReadableStream<Uint8Array>({
+  const read = async (view: Uint8Array): Promise<number | null> => {
+    try {
+      return await source.read(view);
+    } catch (e) {
+      close();
+      throw new CliError(`read failed - ${describeError(e)}`, { cause: e });
+    }
+  };
+  return new ReadableStream({
+    type: "bytes",
     async pull(controller) {
       if (pending) {
         const chunk = pending;
@@ -60,22 +76,46 @@ function sourceStream(
         controller.enqueue(chunk);
         return;
       }
-      const buf = new Uint8Array(READ_CHUNK_SIZE);
-      let filled = 0;
-      let eof = false;
-      try {
-        while (filled < buf.length) {
-          const n = await source.read(buf.subarray(filled));
+      const request = controller.byobRequest;
+      if (request?.view) {
+        const view = new Uint8Array(
+          request.view.buffer,
+          request.view.byteOffset,
+          request.view.byteLength,
+        );
+        // Pipes give at most a pipe buffer per read: fill the view.
+        let filled = 0;
+        let eof = false;
+        do {
+          const n = await read(view.subarray(filled));
           if (n === null) {
             eof = true;
             break;
           }
           filled += n;
-          if (!gather || filled >= PIPE_MIN_CHUNK) break;
+        } while (gather && filled < view.length);
+        if (filled > 0) {
+          onBytes?.(filled);
+          request.respond(filled);
         }
-      } catch (e) {
-        close();
-        throw new CliError(`read failed - ${describeError(e)}`, { cause: e });
+        if (eof) {
+          close();
+          controller.close();
+          if (filled === 0) request.respond(0);
+        }
+        return;
+      }
+      const buf = new Uint8Array(READ_CHUNK_SIZE);
+      let filled = 0;
+      let eof = false;
+      while (filled < buf.length) {
+        const n = await read(buf.subarray(filled));
+        if (n === null) {
+          eof = true;
+          break;
+        }
+        filled += n;
+        if (!gather || filled >= PIPE_MIN_CHUNK) break;
       }
       if (filled > 0) {
         onBytes?.(filled);
@@ -89,7 +129,7 @@ function sourceStream(
     cancel() {
       close();
     },
-  }, { highWaterMark: 0 });
+  });
 }
 
 /** An opened archive input. */
@@ -141,7 +181,7 @@ export async function openArchiveInput(path: string): Promise<ArchiveInput> {
     source = { read: (p) => file.read(p), close: () => file.close() };
   }
   // Read the first piece to sniff the magic.
-  const head = new Uint8Array(READ_CHUNK_SIZE);
+  const head = new Uint8Array(SNIFF_SIZE);
   let filled = 0;
   let eof = false;
   try {
