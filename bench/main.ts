@@ -13,17 +13,11 @@
  */
 
 import { FULL_SIZES, type Inputs, type InputSizes, makeInputs, QUICK_SIZES } from "./_inputs.ts";
-import { firstLine, runMeasured, runQuiet, type RunSample, type RunSettings } from "./_measure.ts";
+import { firstLine, runQuiet, type RunSettings } from "./_measure.ts";
 import { type BenchOptions, parseOptions, USAGE } from "./_options.ts";
-import {
-  type BenchResults,
-  formatReport,
-  judgeRss,
-  judgeTargets,
-  type RowResult,
-  rowResult,
-} from "./_report.ts";
-import { formatSize, type RowSpec, suiteRows, suiteTargets } from "./_suite.ts";
+import { type BenchResults, formatReport, judgeRss, judgeTargets } from "./_report.ts";
+import { measureAll } from "./_schedule.ts";
+import { formatSize, suiteRows, suiteTargets } from "./_suite.ts";
 
 const REPO_DIR = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
 const CLI_PATH = `${REPO_DIR}/cli.ts`;
@@ -119,99 +113,6 @@ async function checkSpace(dir: string, sizes: InputSizes): Promise<string> {
   return (await runQuiet("stat", ["-f", "-c", "%T", dir])).trim();
 }
 
-async function removeOutputs(row: RowSpec, dir: string): Promise<void> {
-  for (const output of row.outputs) {
-    await Deno.remove(`${dir}/${output}`, { recursive: true }).catch((error) => {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    });
-  }
-}
-
-async function prepareRun(row: RowSpec, dir: string): Promise<void> {
-  await removeOutputs(row, dir);
-  // Earlier dirty pages must not be flushed inside this run's sync or fsync.
-  await runQuiet("sync", []);
-}
-
-/** Why a row cannot run at all, checked before its first run. */
-async function blocker(row: RowSpec, ctx: RowContext): Promise<string | undefined> {
-  if (row.kind === "vma" && ctx.vma.missing !== undefined) return ctx.vma.missing;
-  if (row.needs !== undefined && !(await exists(`${ctx.dir}/${row.needs.path}`))) {
-    return `needs ${row.needs.path}, which ${row.needs.row} did not make`;
-  }
-  if (ctx.session.elapsedS() > ctx.options.maxTotalS) {
-    return `skipped: the run has used its ${ctx.options.maxTotalS} s budget`;
-  }
-  return undefined;
-}
-
-interface RowContext {
-  readonly dir: string;
-  readonly options: BenchOptions;
-  readonly vma: VmaCommand;
-  readonly session: Session;
-  readonly settings: RunSettings;
-}
-
-type Timed = { samples: RunSample[]; warmupS?: number; error?: string };
-
-async function timeRow(row: RowSpec, ctx: RowContext): Promise<Timed> {
-  await prepareRun(row, ctx.dir);
-  const first = await runMeasured(row.script, ctx.settings);
-  if (!first.ok) return { samples: [], error: first.reason };
-  const firstS = first.sample.wallS;
-  const samples: RunSample[] = row.warmup === false ? [first.sample] : [];
-  const budget = Math.floor(ctx.options.rowBudgetS / firstS);
-  const runs = Math.max(1, Math.min(ctx.options.runs, budget));
-  while (samples.length < runs) {
-    await prepareRun(row, ctx.dir);
-    const outcome = await runMeasured(row.script, ctx.settings);
-    if (!outcome.ok) {
-      return { samples: [], error: `run ${samples.length + 2}: ${outcome.reason}` };
-    }
-    samples.push(outcome.sample);
-  }
-  return { samples, ...(row.warmup === false ? {} : { warmupS: firstS }) };
-}
-
-async function measureRow(row: RowSpec, ctx: RowContext): Promise<RowResult> {
-  const base = { id: row.id, label: row.label, kind: row.kind, command: row.script };
-  const blocked = await blocker(row, ctx);
-  if (blocked !== undefined) return rowResult({ ...base, error: blocked }, []);
-  const timed = await timeRow(row, ctx);
-  const check = timed.error === undefined && row.check !== undefined
-    ? await row.check(ctx.dir)
-    : undefined;
-  if (!row.keep || timed.error !== undefined) await removeOutputs(row, ctx.dir);
-  return rowResult({
-    ...base,
-    ...(timed.warmupS === undefined ? {} : { warmupS: timed.warmupS }),
-    ...(timed.error === undefined ? {} : { error: timed.error }),
-    ...(check === undefined ? {} : { note: check.note, outputOk: check.ok }),
-  }, timed.samples);
-}
-
-function progressLine(index: number, total: number, result: RowResult): string {
-  const head = `[${index + 1}/${total}] ${result.id.padEnd(14)}`;
-  if (result.error !== undefined) return `${head} n/a: ${result.error}`;
-  const wall = result.wallS!;
-  const rss = (result.maxRssBytes!.median / 1e6).toFixed(0);
-  return `${head} ${wall.median.toFixed(3)} s median of ${result.runs.length} ` +
-    `(${wall.min.toFixed(3)}–${wall.max.toFixed(3)}), ` +
-    `${result.warmupS === undefined ? "no warm-up" : `warm-up ${result.warmupS.toFixed(3)} s`}, ` +
-    `RSS ${rss} MB${result.note === undefined ? "" : `, ${result.note}`}`;
-}
-
-async function measureAll(rows: readonly RowSpec[], ctx: RowContext): Promise<RowResult[]> {
-  const results: RowResult[] = [];
-  for (const [index, row] of rows.entries()) {
-    const result = await measureRow(row, ctx);
-    log(progressLine(index, rows.length, result));
-    results.push(result);
-  }
-  return results;
-}
-
 function loadAverage(): string {
   return Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
 }
@@ -294,7 +195,16 @@ async function runBench(options: BenchOptions, session: Session): Promise<void> 
     timeoutS: options.timeoutS,
     track: session.track,
   };
-  const measured = await measureAll(rows, { dir, options, vma, session, settings });
+  const measured = await measureAll(rows, {
+    dir,
+    settings,
+    runs: options.runs,
+    rowBudgetS: options.rowBudgetS,
+    maxTotalS: options.maxTotalS,
+    elapsedS: () => session.elapsedS(),
+    log,
+    ...(vma.missing === undefined ? {} : { vmaMissing: vma.missing }),
+  });
   const results: BenchResults = {
     schema: 1,
     date: date.toISOString(),
