@@ -92,7 +92,7 @@ async function writeMixedData(path: string, total: number): Promise<void> {
       while (text.length < length) text += words[next() % words.length] + (next() % 1000) + " ";
       piece.set(new TextEncoder().encode(text.slice(0, length)));
     }
-    await file.write(piece);
+    for (let at = 0; at < length;) at += await file.write(piece.subarray(at));
     written += length;
   }
 }

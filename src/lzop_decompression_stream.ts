@@ -202,7 +202,7 @@ class LzopDecoder {
   #uncompressedLength = 0;
   #compressedLength = 0;
   #sums = new Uint32Array(4);
-  #data: Uint8Array | undefined;
+  #data: Uint8Array<ArrayBuffer> | undefined;
   #dataFilled = 0;
 
   push(chunk: Uint8Array, emit: (block: Uint8Array<ArrayBuffer>) => void): void {
@@ -245,7 +245,7 @@ class LzopDecoder {
             const data = chunk.subarray(pos, pos + want);
             pos += want;
             this.#offset += want;
-            emit(this.#decodeBlock(data));
+            emit(this.#decodeBlock(data, false));
           } else {
             this.#data ??= new Uint8Array(want);
             const n = Math.min(want - this.#dataFilled, end - pos);
@@ -257,7 +257,7 @@ class LzopDecoder {
               const data = this.#data;
               this.#data = undefined;
               this.#dataFilled = 0;
-              emit(this.#decodeBlock(data));
+              emit(this.#decodeBlock(data, true));
             }
           }
           break;
@@ -502,7 +502,8 @@ class LzopDecoder {
     this.#state = State.BlockData;
   }
 
-  #decodeBlock(data: Uint8Array): Uint8Array<ArrayBuffer> {
+  /** Checks and decodes a block's payload; `owned` when `data` is this decoder's own copy. */
+  #decodeBlock(data: Uint8Array, owned: boolean): Uint8Array<ArrayBuffer> {
     const flags = this.#flags;
     const sums = this.#sums;
     const block = this.#block;
@@ -514,7 +515,8 @@ class LzopDecoder {
     }
     let out: Uint8Array<ArrayBuffer>;
     if (stored) {
-      out = data.slice();
+      // Never hand out a view of the caller's chunk.
+      out = owned ? (data as Uint8Array<ArrayBuffer>) : data.slice();
     } else {
       out = new Uint8Array(uncompressed);
       const result = lzo1xDecompress(data, out);
