@@ -358,8 +358,8 @@ Deno.test("vma create fails cleanly: existing archive, missing config or disk, o
       1,
     ],
     [
-      ["create", "e3.vma", "-d", "format=qcow2:disk0.raw"],
-      "vma: bdrv_open 'disk0.raw' failed - format 'qcow2' is not supported yet (only 'raw')\n",
+      ["create", "e3.vma", "-d", "format=vhdx:disk0.raw"],
+      "vma: bdrv_open 'disk0.raw' failed - format 'vhdx' is not supported yet (raw, qcow2 and vmdk are)\n",
       1,
     ],
     [
@@ -465,5 +465,49 @@ Deno.test({
     const fail = await vma(["create", "exec:exit 3", "-c", "qemu-server.conf"], { cwd: dir });
     assert.equal(fail.code, 1);
     assert.equal(fail.stderr, "vma: command 'exit 3' failed with exit status 3\n");
+  },
+});
+
+Deno.test({
+  name:
+    "vma create reads qcow2 (plain, compressed, with a backing file) and VMDK images made by qemu-img",
+  ignore: !have("qemu-img"),
+  async fn() {
+    const script = [
+      "set -e",
+      "qemu-img convert -q -f raw -O qcow2 disk0.raw img0.qcow2",
+      "qemu-img convert -q -c -f raw -O qcow2 disk1.raw img1c.qcow2",
+      "qemu-img create -q -f qcow2 -b img0.qcow2 -F qcow2 overlay.qcow2",
+      "qemu-img convert -q -f raw -O vmdk disk1.raw img1.vmdk",
+      "qemu-img convert -q -f raw -O vmdk -o subformat=streamOptimized disk0.raw img0s.vmdk",
+    ].join("\n");
+    const made = await sh(script, dir);
+    assert.equal(made.code, 0, made.stderr);
+    const r = await vma([
+      "create",
+      "images.vma",
+      "-d",
+      "format=qcow2:drive-scsi0=img0.qcow2",
+      "-d",
+      "format=qcow2:drive-scsi1=img1c.qcow2",
+      "-d",
+      "format=qcow2:drive-scsi2=overlay.qcow2",
+      "-d",
+      "format=vmdk:drive-scsi3=img1.vmdk",
+      "-d",
+      "format=auto:drive-scsi4=img0s.vmdk",
+    ], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    await assertExtractsTo("images.vma", {
+      "disk-drive-scsi0.raw": "disk0.raw",
+      "disk-drive-scsi1.raw": "disk1.raw",
+      "disk-drive-scsi2.raw": "disk0.raw",
+      "disk-drive-scsi3.raw": "disk1.raw",
+      "disk-drive-scsi4.raw": "disk0.raw",
+    });
+    const bad = await vma(["create", "bad.vma", "-d", "format=qcow2:disk0.raw"], { cwd: dir });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^vma: bdrv_open 'disk0.raw' failed - .+\n$/);
   },
 });

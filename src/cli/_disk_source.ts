@@ -1,8 +1,7 @@
 // Disk images as `create` input. Raw files and block devices are read
-// sequentially in large pieces. Other formats (qcow2, VMDK) plug in here once
-// `src/open_disk_image.ts` lands: open the file as a PositionedReader
-// (filePositionedReader below), hand it to openDiskImage, and feed the
-// DiskImage with feedDiskImage.
+// sequentially in large pieces here; qcow2 and VMDK go through the library's
+// openDiskImage in _disk_image_source.ts, which uses filePositionedReader and
+// feedDiskImage below.
 import type { DiskImage, PositionedReader } from "../disk_image.ts";
 import type { VmaDeviceWriter } from "../vma_writer.ts";
 import { CliError, describeError } from "./_errors.ts";

@@ -98,8 +98,8 @@ existing volumes).
   create: `${SYNOPSIS.create}
        vma create <filename> [options] [<device name>=]<path>...   (deprecated)
 
-Writes a VMA archive of config files and disk images (raw files or block
-devices). <filename> must not exist yet: the archive is written under a
+Writes a VMA archive of config files and disk images (raw files, block
+devices, qcow2 or VMDK images). <filename> must not exist yet: the archive is written under a
 temporary name in the same directory, fsynced and renamed at the end, and
 nothing is left behind on failure or SIGINT/SIGTERM. '-' writes the archive
 to standard output; an existing FIFO or character device is written to
@@ -109,10 +109,12 @@ Options:
   -c, --config <file>   add a config file, stored under its base name
                         (repeatable)
   -d, --device format=<format>:[<device name>=]<path>
-                        add a disk (repeatable). Only format=raw is supported
-                        yet. Without a name the disk is called disk<N> (N
-                        counts from 0). A size not a multiple of 512 is padded
-                        with zeros, with a warning, as QEMU does.
+                        add a disk (repeatable): format raw (files and block
+                        devices), qcow2 (backing files, compressed clusters),
+                        vmdk, or auto (detect). Without a name the disk is
+                        called disk<N> (N counts from 0). A size not a multiple
+                        of 512 is padded with zeros, with a warning, as QEMU
+                        does. Disks are read one after the other.
   -v, --verbose         print Proxmox's progress lines and per-image summary
                         on stderr
       --compress <zstd|gzip|none>

@@ -14,12 +14,27 @@ import { stdoutWritable, warn, writeStderr, writeStdout } from "./_io.ts";
 import { AtomicFile, baseName, lstatOrUndefined } from "./_output.ts";
 import { createProgress } from "./_progress.ts";
 import { type DiskSource, openDiskSource } from "./_disk_source.ts";
+import { openDiskImageSource } from "./_disk_image_source.ts";
 import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
 import { nodeTransformToWeb } from "./_node_stream.ts";
 import { HELP } from "./_usage.ts";
 import { createGzip, createZstdCompress } from "node:zlib";
 
 type Compress = "none" | "zstd" | "gzip";
+
+/** QEMU block drivers that `create` cannot read (yet). */
+const UNSUPPORTED_FORMATS = [
+  "vhdx",
+  "vpc",
+  "vdi",
+  "qed",
+  "parallels",
+  "dmg",
+  "cloop",
+  "bochs",
+  "luks",
+  "vvfat",
+];
 
 interface DiskSpec {
   spec: string;
@@ -49,7 +64,7 @@ function parseDisks(dashD: string[], legacy: string[]): DiskSpec[] {
       warn(
         `Specifying a device without a format is deprecated - use '-d format=<format>:${spec}'`,
       );
-      format = "raw";
+      format = "auto"; // QEMU probes the format when none is given
     }
     const eq = rest.indexOf("=");
     const name = eq >= 0 ? rest.slice(0, eq) : `disk${index}`;
@@ -317,7 +332,14 @@ export async function createCommand(args: string[]): Promise<number> {
   const devices: VmaDeviceWriter[] = [];
   try {
     for (const disk of disks) {
-      const source = await openDiskSource(disk.path, disk.format);
+      if (UNSUPPORTED_FORMATS.includes(disk.format)) {
+        throw new CliError(
+          `bdrv_open '${disk.path}' failed - format '${disk.format}' is not supported yet (raw, qcow2 and vmdk are)`,
+        );
+      }
+      const source = disk.format === "raw"
+        ? await openDiskSource(disk.path, disk.format)
+        : await openDiskImageSource(disk.path, disk.format);
       sources.push(source);
       if (source.size !== source.imageSize) {
         warn(
