@@ -24,18 +24,17 @@ const F_RESERVED = ~(0x3fff | 0xff000000 | 0x00f00000) >>> 0;
 
 const METHOD_NAMES: Record<number, string> = { 1: "LZO1X-1", 2: "LZO1X-1(15)", 3: "LZO1X-999" };
 
-const enum State {
-  /** Reading a member header (magic included). */
-  Header,
-  /** Skipping the optional extra field of a header. */
-  ExtraField,
-  /** Reading a block header (lengths and checksums). */
-  BlockHeader,
-  /** Collecting the compressed bytes of a block. */
-  BlockData,
-  /** Between members: after an end marker, before any further magic. */
-  Between,
-}
+// Parser states (plain constants rather than an enum, so the file is erasable TypeScript).
+/** Reading a member header (magic included). */
+const HEADER = 0;
+/** Skipping the optional extra field of a header. */
+const EXTRA_FIELD = 1;
+/** Reading a block header (lengths and checksums). */
+const BLOCK_HEADER = 2;
+/** Collecting the compressed bytes of a block. */
+const BLOCK_DATA = 3;
+/** Between members: after an end marker, before any further magic. */
+const BETWEEN = 4;
 
 /**
  * Decompresses an `lzop` stream, the format vzdump uses for `.vma.lzo` backups, like
@@ -56,7 +55,15 @@ const enum State {
  *
  * Malformed input errors both sides of the stream with a `SyntaxError` whose message
  * starts with `Invalid lzop stream:`, or a `RangeError` for a block larger than 64 MiB;
- * writing anything but a `Uint8Array` errors it with a `TypeError`.
+ * writing anything but a `Uint8Array` errors it with a `TypeError`. Messages keep
+ * `lzop`'s wording where it has one ("header corrupted", "compressed data violation")
+ * and name the member and block (counted from 0) and the byte offset in the input of
+ * the structure at fault. Errors are sticky, and cancelling or aborting either side
+ * propagates to the other, as with any `TransformStream`.
+ *
+ * Each written chunk is decoded as soon as it arrives, so the blocks one chunk completes
+ * are queued together: write chunks of ordinary size (a file's `readable` does) rather
+ * than a whole file at once if memory matters.
  *
  * @example Decompressing a `.vma.lzo` file
  * ```ts ignore
@@ -181,7 +188,7 @@ function corrupt(message: string): SyntaxError {
 
 /** The incremental parser behind {@linkcode LzopDecompressionStream}. */
 class LzopDecoder {
-  #state: State = State.Header;
+  #state = HEADER;
   /** Bytes consumed so far, for messages. */
   #offset = 0;
   /** Header or block-header bytes collected so far. */
@@ -210,7 +217,7 @@ class LzopDecoder {
     const end = chunk.length;
     while (pos < end) {
       switch (this.#state) {
-        case State.Between: {
+        case BETWEEN: {
           // Anything after an end marker must be the start of another member.
           const byte = chunk[pos];
           if (byte !== MAGIC[0]) {
@@ -220,25 +227,25 @@ class LzopDecoder {
               } at offset ${this.#offset})`,
             );
           }
-          this.#state = State.Header;
+          this.#state = HEADER;
           this.#staged = 0;
           this.#start = this.#offset;
           break;
         }
-        case State.Header: {
+        case HEADER: {
           pos = this.#fill(chunk, pos, this.#headerLength());
           break;
         }
-        case State.ExtraField: {
+        case EXTRA_FIELD: {
           pos = this.#skipExtra(chunk, pos);
           break;
         }
-        case State.BlockHeader: {
+        case BLOCK_HEADER: {
           if (this.#staged === 0) this.#start = this.#offset;
           pos = this.#fill(chunk, pos, this.#blockHeaderLength());
           break;
         }
-        case State.BlockData: {
+        case BLOCK_DATA: {
           const want = this.#compressedLength;
           if (this.#data === undefined && end - pos >= want) {
             // The whole block is in this chunk: no copy.
@@ -268,20 +275,20 @@ class LzopDecoder {
 
   finish(): void {
     switch (this.#state) {
-      case State.Between:
+      case BETWEEN:
         return;
-      case State.Header:
+      case HEADER:
         if (this.#member === 0 && this.#staged === 0) {
           throw corrupt("unexpected end of stream (the stream is empty)");
         }
         throw corrupt(
           `unexpected end of stream in the header of member ${this.#member} at offset ${this.#offset}`,
         );
-      case State.ExtraField:
+      case EXTRA_FIELD:
         throw corrupt(
           `unexpected end of stream in the extra header field of member ${this.#member} at offset ${this.#offset}`,
         );
-      case State.BlockHeader:
+      case BLOCK_HEADER:
         if (this.#staged === 0) {
           throw corrupt(
             `unexpected end of stream before the end marker of member ${this.#member} (after ${this.#block} blocks, at offset ${this.#offset})`,
@@ -290,7 +297,7 @@ class LzopDecoder {
         throw corrupt(
           `unexpected end of stream in the header of block ${this.#block} at offset ${this.#offset}`,
         );
-      case State.BlockData:
+      case BLOCK_DATA:
         throw corrupt(
           `unexpected end of stream in block ${this.#block} at offset ${this.#offset} (${this.#dataFilled} of ${this.#compressedLength} compressed bytes)`,
         );
@@ -308,11 +315,11 @@ class LzopDecoder {
       this.#staged += n;
       this.#offset += n;
     }
-    if (this.#state === State.Header) this.#checkMagic();
+    if (this.#state === HEADER) this.#checkMagic();
     if (this.#staged === need) {
       // The needed length may grow once more fields are known; the caller loops.
-      if (this.#state === State.Header && this.#headerLength() === need) this.#parseHeader();
-      else if (this.#state === State.BlockHeader && this.#blockHeaderLength() === need) {
+      if (this.#state === HEADER && this.#headerLength() === need) this.#parseHeader();
+      else if (this.#state === BLOCK_HEADER && this.#blockHeaderLength() === need) {
         this.#parseBlockHeader();
       }
     }
@@ -387,11 +394,11 @@ class LzopDecoder {
     this.#block = 0;
     this.#staged = 0;
     if (flags & F_H_EXTRA_FIELD) {
-      this.#state = State.ExtraField;
+      this.#state = EXTRA_FIELD;
       this.#extraLeft = -1;
       this.#start = this.#offset;
     } else {
-      this.#state = State.BlockHeader;
+      this.#state = BLOCK_HEADER;
     }
   }
 
@@ -428,7 +435,7 @@ class LzopDecoder {
       );
     }
     this.#staged = 0;
-    this.#state = State.BlockHeader;
+    this.#state = BLOCK_HEADER;
     return pos;
   }
 
@@ -482,7 +489,7 @@ class LzopDecoder {
     const uncompressed = readU32(s, 0);
     this.#staged = 0;
     if (uncompressed === 0) {
-      this.#state = State.Between;
+      this.#state = BETWEEN;
       this.#member++;
       return;
     }
@@ -499,7 +506,7 @@ class LzopDecoder {
     }
     this.#uncompressedLength = uncompressed;
     this.#compressedLength = compressed;
-    this.#state = State.BlockData;
+    this.#state = BLOCK_DATA;
   }
 
   /** Checks and decodes a block's payload; `owned` when `data` is this decoder's own copy. */
@@ -532,7 +539,7 @@ class LzopDecoder {
     }
     if (flags & F_ADLER32_D) this.#verify("adler32", "uncompressed", sums[0], adler32(1, out));
     if (flags & F_CRC32_D) this.#verify("crc32", "uncompressed", sums[1], crc32(0, out));
-    this.#state = State.BlockHeader;
+    this.#state = BLOCK_HEADER;
     this.#block = block + 1;
     return out;
   }
