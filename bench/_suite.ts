@@ -27,6 +27,12 @@ export interface RowSpec {
   readonly kind: RowKind;
   /** The shell script that is timed (run with `sh -c`). */
   readonly script: string;
+  /**
+   * Inputs read again (untimed) before every run, so they are in the page
+   * cache however long ago the row last ran. (The sparse image is not: its
+   * holes would fill the cache with zero pages.)
+   */
+  readonly reads: readonly string[];
   /** Removed before every run, and after the row unless `keep` is set. */
   readonly outputs: readonly string[];
   /** Keep the outputs of the last run for later rows. */
@@ -102,6 +108,7 @@ function baselineRows(inputs: Inputs): RowSpec[] {
       label: "cat raw > /dev/null",
       kind: "baseline",
       script: `cat ${raw} > /dev/null`,
+      reads: [inputs.raw],
       outputs: [],
     },
     {
@@ -109,6 +116,7 @@ function baselineRows(inputs: Inputs): RowSpec[] {
       label: "cp raw copy && sync",
       kind: "baseline",
       script: `cp ${raw} copy.img && sync`,
+      reads: [inputs.raw],
       outputs: ["copy.img"],
     },
     {
@@ -116,6 +124,7 @@ function baselineRows(inputs: Inputs): RowSpec[] {
       label: "zstd -1 -T1 -c raw > out",
       kind: "baseline",
       script: `zstd -q -1 -T1 -c ${raw} > raw.img.zst`,
+      reads: [inputs.raw],
       outputs: ["raw.img.zst"],
     },
   ];
@@ -129,6 +138,7 @@ function createRows(vma: string, inputs: Inputs): RowSpec[] {
       label: "vma --version (process start-up)",
       kind: "vma",
       script: `${vma} --version`,
+      reads: [],
       outputs: [],
     },
     {
@@ -136,6 +146,7 @@ function createRows(vma: string, inputs: Inputs): RowSpec[] {
       label: "vma create raw to a file (fsync)",
       kind: "vma",
       script: `${vma} create ${ARCHIVE} ${raw}`,
+      reads: [inputs.raw],
       outputs: [ARCHIVE],
       keep: true,
       check: (dir) => describeFile(dir, ARCHIVE),
@@ -145,6 +156,7 @@ function createRows(vma: string, inputs: Inputs): RowSpec[] {
       label: "vma create raw - > /dev/null",
       kind: "vma",
       script: `${vma} create - ${raw} > /dev/null`,
+      reads: [inputs.raw],
       outputs: [],
     },
     {
@@ -152,6 +164,7 @@ function createRows(vma: string, inputs: Inputs): RowSpec[] {
       label: "vma create --compress zstd raw",
       kind: "vma",
       script: `${vma} create --compress zstd archive.vma.zst ${raw}`,
+      reads: [inputs.raw],
       outputs: ["archive.vma.zst"],
       check: (dir) => describeFile(dir, "archive.vma.zst"),
     },
@@ -166,6 +179,7 @@ function readRows(vma: string, inputs: Inputs): RowSpec[] {
       label: "cat archive > /dev/null",
       kind: "baseline",
       script: `cat ${ARCHIVE} > /dev/null`,
+      reads: [ARCHIVE],
       outputs: [],
       needs,
     },
@@ -174,6 +188,7 @@ function readRows(vma: string, inputs: Inputs): RowSpec[] {
       label: "vma verify archive",
       kind: "vma",
       script: `${vma} verify ${ARCHIVE}`,
+      reads: [ARCHIVE],
       outputs: [],
       needs,
     },
@@ -182,6 +197,7 @@ function readRows(vma: string, inputs: Inputs): RowSpec[] {
       label: "vma extract archive (sparse, fsync)",
       kind: "vma",
       script: `${vma} extract ${ARCHIVE} extract`,
+      reads: [ARCHIVE],
       outputs: ["extract"],
       needs,
       check: (dir) => checkExtract(dir, inputs.raw),
@@ -197,6 +213,7 @@ function mixedRows(vma: string, inputs: Inputs): RowSpec[] {
       label: "cp mixed copy && sync",
       kind: "baseline",
       script: `cp ${shellQuote(inputs.mixed)} copy.img && sync`,
+      reads: [inputs.mixed],
       outputs: ["copy.img"],
     },
     {
@@ -204,6 +221,7 @@ function mixedRows(vma: string, inputs: Inputs): RowSpec[] {
       label: "vma create mixed to a file (fsync)",
       kind: "vma",
       script: `${vma} create mixed.vma ${device(0, inputs.mixed)}`,
+      reads: [inputs.mixed],
       outputs: ["mixed.vma"],
       check: (dir) => describeFile(dir, "mixed.vma"),
     },
@@ -212,6 +230,7 @@ function mixedRows(vma: string, inputs: Inputs): RowSpec[] {
       label: `vma create ${DISK_COUNT} disks (mixed, cut in ${DISK_COUNT})`,
       kind: "vma",
       script: `${vma} create disks.vma ${disks}`,
+      reads: inputs.disks,
       outputs: ["disks.vma"],
       check: (dir) => describeFile(dir, "disks.vma"),
     },
@@ -226,6 +245,7 @@ function sparseRows(vma: string, inputs: Inputs): RowSpec[] {
       label: "cp sparse copy && sync (skips holes)",
       kind: "baseline",
       script: `cp ${sparse} copy.img && sync`,
+      reads: [],
       outputs: ["copy.img"],
     },
     {
@@ -233,6 +253,7 @@ function sparseRows(vma: string, inputs: Inputs): RowSpec[] {
       label: "vma create sparse to a file (fsync)",
       kind: "vma",
       script: `${vma} create sparse.vma ${device(0, inputs.sparse)}`,
+      reads: [],
       outputs: ["sparse.vma"],
       warmup: false,
       check: (dir) => describeFile(dir, "sparse.vma"),
