@@ -1,0 +1,197 @@
+// A bounded, seeded run of the fuzzer (tests/fuzz_main.ts, `deno task fuzz`).
+// It runs in a child process, so a case that hangs the event loop (a busy
+// loop no timer can interrupt) is caught by the watchdog here, and so its
+// memory is measured apart from the other tests.
+import assert from "node:assert/strict";
+import { type VmaExtractTarget, VmaFormatError } from "../mod.ts";
+import { baseArchives, checkingTarget, makeCase, runCase } from "./_fuzz.ts";
+
+const CASES = Number(Deno.env.get("VMAKIT_FUZZ_CASES") ?? 3000);
+const SEED = Number(Deno.env.get("VMAKIT_FUZZ_SEED") ?? 20261124);
+/** No output for this long means a case hung (a hang detector, not a speed check). */
+const WATCHDOG_MS = 60_000;
+
+interface CaseLine {
+  case: number;
+  seed: number;
+  base: string;
+  steps: string[];
+  chunk: number;
+  byteStream: boolean;
+  kind: "ok" | "format" | "bug";
+  message?: string;
+  stack?: string;
+  rss: number;
+}
+
+interface DoneLine {
+  done: true;
+  seconds: number;
+  rssBase: number;
+  rssPeak: number;
+}
+
+const main = new URL("./fuzz_main.ts", import.meta.url).pathname;
+const root = new URL("../", import.meta.url).pathname;
+
+async function runFuzzer(
+  args: string[],
+): Promise<{ lines: (CaseLine | DoneLine)[]; hung?: string; stderr: string; code: number }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", main, ...args],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const lines: (CaseLine | DoneLine)[] = [];
+  let hung: string | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      const last = lines.at(-1);
+      const next = last && "case" in last ? last.case + 1 : "the first";
+      hung = `case ${next} hung: no result for ${
+        WATCHDOG_MS / 1000
+      } s; reproduce: deno task fuzz --seed ${SEED} --case ${next}`;
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }, WATCHDOG_MS);
+  };
+  arm();
+  let pending = "";
+  for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
+    pending += text;
+    let nl: number;
+    while ((nl = pending.indexOf("\n")) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      if (line.trim() !== "") lines.push(JSON.parse(line));
+      arm();
+    }
+  }
+  const status = await child.status;
+  clearTimeout(timer);
+  return { lines, hung, stderr: await stderr, code: status.code };
+}
+
+Deno.test(`fuzz: ${CASES} mutated archives all end in success or VmaFormatError (seed ${SEED})`, async () => {
+  const { lines, hung, stderr, code } = await runFuzzer([
+    "--cases",
+    String(CASES),
+    "--seed",
+    String(SEED),
+    "--jsonl",
+  ]);
+  const cases = lines.filter((l): l is CaseLine => "case" in l);
+  const done = lines.find((l): l is DoneLine => "done" in l);
+  const bugs = cases.filter((c) => c.kind === "bug");
+  const report = bugs.slice(0, 10).map((b) =>
+    `case ${b.case}: ${b.message}\n  base: ${b.base}\n  steps: ${
+      b.steps.join("; ")
+    }\n  chunk: ${b.chunk}${
+      b.byteStream ? " (byte stream)" : ""
+    }\n  reproduce: deno task fuzz --seed ${b.seed} --case ${b.case}${
+      b.stack ? `\n${b.stack}` : ""
+    }`
+  ).join("\n");
+  assert.equal(
+    hung,
+    undefined,
+    hung,
+  );
+  assert.equal(bugs.length, 0, `${bugs.length} cases misbehaved:\n${report}`);
+  assert.equal(code, 0, `the fuzzer exited with ${code}: ${stderr}`);
+  assert.ok(done, "the fuzzer did not finish");
+  assert.equal(cases.length, CASES);
+
+  // The run is only worth something if the mutations reach deep into the
+  // reader: successes, and errors from every phase.
+  const messages = new Map<string, number>();
+  for (const c of cases) {
+    const key = c.kind === "ok"
+      ? "success"
+      : c.message!.replace(/\d+/g, "N").replace(/"[^"]*"/g, "S");
+    messages.set(key, (messages.get(key) ?? 0) + 1);
+  }
+  for (
+    const expected of [
+      "success",
+      "wrong vma header chechsum",
+      "wrong vma extent header chechsum",
+      "got wrong dev id N",
+      "got wrong block address - write beyond end",
+      "short vma extent (N < N)",
+      "short vma extent - too many blocks",
+      "vma extent error - missing blocks",
+      "vma contains invalid data pointers",
+    ]
+  ) {
+    assert.ok(messages.has(expected), `no case ended in "${expected}"`);
+  }
+  assert.ok(
+    [...messages.keys()].some((m) => m.startsWith("found duplicated cluster")),
+    "no case found a duplicated cluster",
+  );
+  assert.ok(
+    [...messages.keys()].some((m) => m.startsWith("detected missing cluster")),
+    "no case found a missing cluster",
+  );
+  const mib = (n: number) => Math.round(n / 2 ** 20);
+  console.log(
+    `fuzz: ${cases.length} cases in ${done.seconds.toFixed(1)} s; peak rss ${
+      mib(done.rssPeak)
+    } MiB (${mib(done.rssPeak - done.rssBase)} MiB over the start); ${
+      messages.get("success") ?? 0
+    } successes, ${messages.size - 1} distinct errors`,
+  );
+});
+
+Deno.test("fuzz: a case is reproduced by its seed and index alone", async () => {
+  const bases = await baseArchives();
+  for (const index of [0, 17, 2999]) {
+    const a = makeCase(bases, SEED, index);
+    const b = makeCase(bases, SEED, index);
+    assert.deepEqual(b.steps, a.steps);
+    assert.deepEqual(b.bytes, a.bytes);
+    assert.deepEqual(await runCase(b), await runCase(a));
+  }
+  assert.notDeepEqual(makeCase(bases, SEED, 1).bytes, makeCase(bases, SEED + 1, 1).bytes);
+});
+
+Deno.test("fuzz: the checking sinks catch what the fuzzer looks for", async () => {
+  // A check of the checker, with calls a buggy extractVma could make.
+  const device = { id: 1, name: "drive-scsi0", size: 65536 + 512, vmstate: false };
+  const run = async (calls: (t: VmaExtractTarget) => Promise<void>) => {
+    const checking = checkingTarget(1 << 20);
+    await calls(checking.target);
+    checking.finish();
+  };
+  const block = new Uint8Array(4096);
+  await run(async (t) => {
+    const sink = (await t.device(device))!;
+    await sink.write(0, block);
+    await sink.write(65536, block.subarray(0, 512));
+    await sink.close?.();
+  });
+  const bad: [string, (t: VmaExtractTarget) => Promise<void>][] = [
+    ["past the end", async (t) => void await (await t.device(device))!.write(65536, block)],
+    ["negative", async (t) => void await (await t.device(device))!.write(-4096, block)],
+    ["unaligned", async (t) => void await (await t.device(device))!.write(512, block)],
+    ["twice", async (t) => {
+      const sink = (await t.device(device))!;
+      await sink.write(0, block);
+      await sink.write(0, block);
+    }],
+    ["not closed", async (t) => void await t.device(device)],
+    ["unsafe device name", async (t) => void await t.device({ ...device, name: "../x" })],
+    ["unsafe config name", async (t) => void await t.config?.({ name: "a/b", data: block })],
+  ];
+  for (const [what, calls] of bad) {
+    await assert.rejects(run(calls), (e: Error) => !(e instanceof VmaFormatError), what);
+  }
+});
