@@ -242,6 +242,7 @@ const shapes: [string, Uint8Array][] = [
   ["3 bytes", text("abc")],
   ["a run of zeros (1 MiB)", new Uint8Array(1024 * 1024)],
   ["a run of one letter", repeat(text("a"), 300_000)],
+  ["a run of 0xff (the largest adler32 sums)", new Uint8Array(600_000).fill(0xff)],
   ["a 3-byte pattern", repeat(text("xyz"), 100_000)],
   ["random bytes", random(200_000)],
   ["text", repeat(text("Proxmox VE writes VMA backups; vzdump compresses them. "), 150_000)],
