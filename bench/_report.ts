@@ -154,65 +154,72 @@ function rssVerdict(row: RowResult | undefined): string {
   return rss !== undefined && rss > MAX_RSS_BYTES ? ", RSS miss" : "";
 }
 
-function targetCells(t: TargetResult, results: BenchResults, before?: BenchResults): string[] {
-  const row = results.rows.find((r) => r.id === t.row);
-  const base = results.rows.find((r) => r.id === t.baseline);
-  const old = before?.targets.find((o) => o.id === t.id);
-  const oldRow = before?.rows.find((r) => r.id === t.row);
-  const cells = [
-    t.label,
-    row?.error === undefined ? spreadText(row?.wallS) : "n/a",
-    megabytes(row?.maxRssBytes?.median),
-    base?.label ?? "",
-    t.baseline === undefined ? "" : spreadText(base?.wallS),
-    ratioText(t.ratio),
-    t.maxRatio === undefined ? "" : `<= ${t.maxRatio}x`,
-    `${t.verdict}${rssVerdict(row)}${row?.outputOk === false ? ", WRONG OUTPUT" : ""}`,
-  ];
-  if (before === undefined) return cells;
-  const oldSeconds = oldRow?.wallS === undefined ? "n/a" : seconds(oldRow.wallS.median);
-  return [
-    ...cells.slice(0, 2),
-    oldSeconds,
-    ...cells.slice(2, 6),
-    ratioText(old?.ratio),
-    ...cells.slice(6),
-  ];
+/** Table columns; the `before` ones only with `--compare`. */
+const COLUMNS = [
+  ["what", "now"],
+  ["vma s", "now"],
+  ["before s", "before"],
+  ["CPU s", "now"],
+  ["RSS MB", "now"],
+  ["baseline", "now"],
+  ["baseline s", "now"],
+  ["ratio", "now"],
+  ["before", "before"],
+  ["target", "now"],
+  ["result", "now"],
+] as const;
+
+type Column = (typeof COLUMNS)[number][0];
+type Cells = Partial<Record<Column, string>>;
+
+function columns(before: BenchResults | undefined): Column[] {
+  return COLUMNS.filter(([, when]) => when === "now" || before !== undefined).map(([c]) => c);
 }
 
-function rssCells(results: BenchResults, before?: BenchResults): string[] {
+function targetCells(t: TargetResult, results: BenchResults, before?: BenchResults): Cells {
+  const row = results.rows.find((r) => r.id === t.row);
+  const base = results.rows.find((r) => r.id === t.baseline);
+  const oldRow = before?.rows.find((r) => r.id === t.row);
+  const measured = row?.error === undefined && row?.wallS !== undefined;
+  return {
+    what: t.label,
+    "vma s": measured ? spreadText(row?.wallS) : "n/a",
+    "before s": oldRow?.wallS === undefined ? "n/a" : seconds(oldRow.wallS.median),
+    "CPU s": measured ? seconds(row!.cpuS!.median) : "",
+    "RSS MB": megabytes(row?.maxRssBytes?.median),
+    baseline: base?.label ?? "",
+    "baseline s": t.baseline === undefined ? "" : spreadText(base?.wallS),
+    ratio: ratioText(t.ratio),
+    before: ratioText(before?.targets.find((o) => o.id === t.id)?.ratio),
+    target: t.maxRatio === undefined ? "" : `<= ${t.maxRatio}x`,
+    result: `${t.verdict}${rssVerdict(row)}${row?.outputOk === false ? ", WRONG OUTPUT" : ""}`,
+  };
+}
+
+function rssCells(results: BenchResults, before?: BenchResults): Cells {
   const { rss } = results;
-  const figure = rss.maxBytes === undefined ? "n/a" : `${megabytes(rss.maxBytes)} MB (${rss.row})`;
-  const cells = [
-    "peak RSS, highest vma row",
-    figure,
-    "",
-    "",
-    "",
-    "",
-    `<= ${rss.limitBytes / 1e6} MB`,
-    rss.verdict,
-  ];
-  if (before === undefined) return cells;
-  const old = before.rss.maxBytes === undefined ? "n/a" : `${megabytes(before.rss.maxBytes)} MB`;
-  return [...cells.slice(0, 2), old, ...cells.slice(2, 6), "", ...cells.slice(6)];
+  const old = before?.rss.maxBytes;
+  return {
+    what: "peak RSS, highest vma row",
+    "vma s": rss.maxBytes === undefined ? "n/a" : `${megabytes(rss.maxBytes)} MB (${rss.row})`,
+    "before s": old === undefined ? "n/a" : `${megabytes(old)} MB`,
+    target: `<= ${rss.limitBytes / 1e6} MB`,
+    result: rss.verdict,
+  };
 }
 
 /**
- * The table of targets: each vma figure (median and min–max wall seconds, peak
- * RSS), its baseline, the ratio, the target and the verdict; with `before`, the
+ * The table of targets: each vma figure (median and min–max wall seconds, CPU
+ * seconds, peak RSS), its baseline, the ratio, the target and the verdict; with `before`, the
  * earlier run's figure and ratio next to them. Then one line per n/a reason and
  * per output check.
  */
 export function formatReport(results: BenchResults, before?: BenchResults): string {
-  const header = ["what", "vma s", "RSS MB", "baseline", "baseline s", "ratio", "target", "result"];
-  const fullHeader = before === undefined
-    ? header
-    : [...header.slice(0, 2), "before s", ...header.slice(2, 6), "before", ...header.slice(6)];
+  const header = columns(before);
   const body = [
     ...results.targets.map((t) => targetCells(t, results, before)),
     rssCells(results, before),
-  ];
+  ].map((cells) => header.map((column) => cells[column] ?? ""));
   const notes = results.rows.flatMap((r) => [
     ...(r.error === undefined ? [] : [`- ${r.id}: n/a, ${r.error}`]),
     ...(r.note === undefined ? [] : [`- ${r.id}: ${r.note}`]),
@@ -227,6 +234,7 @@ export function formatReport(results: BenchResults, before?: BenchResults): stri
     `${results.machine.cpus} CPUs, ${load}` +
     (before === undefined ? "" : `\nbefore: ${before.mode} run, ${before.date}, ${before.commit}`);
   const legend =
-    "s = wall seconds, median (min–max) of warm runs; RSS = median peak RSS, MB = 10^6 B";
-  return [title, "", renderTable(fullHeader, body), "", legend, ...notes].join("\n");
+    "s = wall seconds, median (min–max) of the timed runs; CPU = user + system seconds (median);\n" +
+    "RSS = median peak RSS, MB = 10^6 B; ratio = vma median / baseline median";
+  return [title, "", renderTable(header, body), "", legend, ...notes].join("\n");
 }
