@@ -289,6 +289,9 @@ export interface SplitArchive {
 /** Splits a well-formed (or nearly) archive along `header_size` and each extent's `block_count`. */
 export function splitArchive(bytes: Uint8Array): SplitArchive {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.length < HEADER_FIXED_SIZE) {
+    return { header: bytes, extents: [], rest: bytes.subarray(bytes.length) };
+  }
   const headerSize = Math.min(view.getUint32(OFF_HEADER_SIZE), bytes.length);
   const extents: Uint8Array[] = [];
   let at = headerSize;

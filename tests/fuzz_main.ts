@@ -16,7 +16,14 @@
  *
  * @module
  */
-import { baseArchives, makeCase, messageKind, type Outcome, runCase } from "./_fuzz.ts";
+import {
+  baseArchives,
+  makeCase,
+  messageKind,
+  type Mutant,
+  type Outcome,
+  runCase,
+} from "./_fuzz.ts";
 
 interface Options {
   cases: number;
@@ -89,7 +96,44 @@ async function main(): Promise<number> {
     );
   }
   for (let index = options.start; index < options.start + options.cases; index++) {
-    const mutant = makeCase(bases, options.seed, index);
+    let mutant: Mutant;
+    try {
+      mutant = makeCase(bases, options.seed, index);
+    } catch (error) {
+      // A bug of the fuzzer itself: report it like a case, with its seed and index.
+      const e = error as Error;
+      mutant = {
+        base: "(mutation failed)",
+        bytes: new Uint8Array(0),
+        steps: [],
+        chunk: 1,
+        byteStream: false,
+      };
+      const outcome: Outcome = {
+        kind: "bug",
+        message: `the mutation failed: ${e.message}`,
+        stack: e.stack,
+      };
+      counts.set("BUG", (counts.get("BUG") ?? 0) + 1);
+      bugs.push({ index, base: mutant.base, steps: [], outcome });
+      if (options.jsonl) {
+        write(
+          JSON.stringify({
+            case: index,
+            seed: options.seed,
+            base: mutant.base,
+            steps: [],
+            chunk: 1,
+            byteStream: false,
+            kind: "bug",
+            message: outcome.message,
+            stack: e.stack,
+            rss: 0,
+          }),
+        );
+      }
+      continue;
+    }
     let outcome = await withTimeout(runCase(mutant), options.timeoutMs);
     const rss = Deno.memoryUsage().rss;
     rssPeak = Math.max(rssPeak, rss);
