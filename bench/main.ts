@@ -4,9 +4,9 @@
  *
  * Generates its inputs in a temporary directory, times each vma command and
  * each baseline (`cat`, `cp && sync`, `zstd`) as a whole process under
- * `/usr/bin/time -v`, one warm-up run and then several timed runs with a warm
- * page cache, prints a table of ratios against the targets and writes the
- * same as JSON under `bench/results/`. The temporary directory is removed at
+ * `/usr/bin/time -v` (a warm-up run of every row, then rounds of timed runs
+ * with a warm page cache; see `_schedule.ts`), prints a table of ratios
+ * against the targets and writes the same as JSON under `bench/results/`. The temporary directory is removed at
  * the end, on failure and on Ctrl-C.
  *
  * @module
@@ -54,7 +54,10 @@ class Session {
     } catch {
       return; // Already gone.
     }
-    await Promise.race([child.status, new Promise((resolve) => setTimeout(resolve, 5000))]);
+    let timer: number | undefined;
+    const grace = new Promise((resolve) => timer = setTimeout(resolve, 5000));
+    await Promise.race([child.status, grace]);
+    clearTimeout(timer);
   }
 
   removeTempDir(): void {
