@@ -54,7 +54,7 @@ class Session {
     } catch {
       return; // Already gone.
     }
-    let timer: number | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise((resolve) => timer = setTimeout(resolve, 5000));
     await Promise.race([child.status, grace]);
     clearTimeout(timer);
