@@ -87,8 +87,15 @@ class RawSource implements DiskSource {
     let offset = 0;
     let which = 0;
     const want = (at: number) => Math.min(CHUNK, this.imageSize - at);
+    // A read-ahead is marked handled at once: when the archive fails first
+    // (stdout closed), it is never awaited and fails when the file is closed.
+    const readAhead = (buf: Uint8Array) => {
+      const read = this.#readFull(buf);
+      read.catch(() => {});
+      return read;
+    };
     let pending: Promise<number> | undefined = this.imageSize > 0
-      ? this.#readFull(buffers[0].subarray(0, want(0)))
+      ? readAhead(buffers[0].subarray(0, want(0)))
       : undefined;
     while (pending) {
       const n = await pending;
@@ -103,7 +110,7 @@ class RawSource implements DiskSource {
       const buf = buffers[which];
       const next = offset + n;
       pending = next < this.imageSize
-        ? this.#readFull(buffers[which ^ 1].subarray(0, want(next)))
+        ? readAhead(buffers[which ^ 1].subarray(0, want(next)))
         : undefined;
       let length = n;
       if (next === this.imageSize && this.size > this.imageSize) {
@@ -115,6 +122,19 @@ class RawSource implements DiskSource {
       onBytes(length);
       offset = next;
       which ^= 1;
+    }
+    // An image that grew while it was read is not the image that was sized
+    // (one that shrank fails above), so the archive is not finished.
+    let end: number;
+    try {
+      end = await this.#file.seek(0, Deno.SeekMode.End);
+    } catch (e) {
+      throw new CliError(`read error on '${this.path}' - ${describeError(e)}`, { cause: e });
+    }
+    if (end !== this.imageSize) {
+      throw new CliError(
+        `read error on '${this.path}' - the image changed size while it was read (${this.imageSize} bytes at the start, ${end} at the end)`,
+      );
     }
     await device.close();
   }

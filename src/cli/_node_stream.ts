@@ -2,6 +2,31 @@
 // TransformStream-shaped pair, with backpressure both ways.
 import type { Transform } from "node:stream";
 
+// Deno 2.9's node:zlib zstd streams throw a data error (a corrupt .vma.zst)
+// from a nextTick callback instead of emitting 'error': an uncaught exception
+// that kills the process with a stack trace and skips the cleanup of partial
+// output. While transforms are active, such exceptions are routed to them.
+const active = new Set<Transform>();
+
+function onUncaught(event: ErrorEvent): void {
+  const error: unknown = event.error;
+  if (!(error instanceof Error) || !String(error.stack).includes("ext:deno_node/zlib")) return;
+  event.preventDefault();
+  for (const t of active) t.destroy(error);
+}
+
+function track(t: Transform): void {
+  if (active.size === 0) globalThis.addEventListener("error", onUncaught);
+  active.add(t);
+  const untrack = () => {
+    if (active.delete(t) && active.size === 0) {
+      globalThis.removeEventListener("error", onUncaught);
+    }
+  };
+  t.once("close", untrack);
+  t.once("end", untrack);
+}
+
 /** Wraps a Node.js Transform as `{ writable, readable }` for `pipeThrough`. */
 export function nodeTransformToWeb(
   t: Transform,
@@ -17,6 +42,7 @@ export function nodeTransformToWeb(
     waiters.clear();
   };
   t.on("error", fail);
+  track(t);
 
   const readable = new ReadableStream<Uint8Array>({
     start(controller) {
