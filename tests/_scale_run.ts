@@ -20,8 +20,13 @@ const dataClusters = [0, Math.floor(clusters / 3), Math.floor(clusters / 3) + 1,
 
 const rssStart = Deno.memoryUsage().rss;
 let rssPeak = rssStart;
+let heapPeak = 0;
+let externalPeak = 0;
 const sample = () => {
-  rssPeak = Math.max(rssPeak, Deno.memoryUsage().rss);
+  const m = Deno.memoryUsage();
+  rssPeak = Math.max(rssPeak, m.rss);
+  heapPeak = Math.max(heapPeak, m.heapUsed);
+  externalPeak = Math.max(externalPeak, m.external);
 };
 const started = performance.now();
 
@@ -87,4 +92,6 @@ console.log(JSON.stringify({
   writerSeconds,
   rssStart,
   rssPeak,
+  heapPeak,
+  externalPeak,
 }));
