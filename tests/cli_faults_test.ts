@@ -8,6 +8,7 @@
 // skip when that is not available.
 import assert from "node:assert/strict";
 import { CLI } from "./_cli_run.ts";
+import { concat, craftHeader, craftZeroExtent } from "./_craft.ts";
 
 const decoder = new TextDecoder();
 const IS_ROOT = Deno.uid?.() === 0;
@@ -382,5 +383,39 @@ Deno.test("vma verify and extract report a corrupt .vma.zst and leave nothing be
       /^vma: .*zstd decompression failed - Zstd decompress error: Restored data doesn't match checksum\n$/,
     );
     assert.deepEqual(list(dir), ["bad.vma.zst", "disk.raw"]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Hostile names
+
+Deno.test("vma extract of an archive with path names in it writes nothing anywhere", async () => {
+  await withWorkDir(async (dir) => {
+    await Deno.mkdir(`${dir}/sub`);
+    for (
+      const [file, header, message] of [
+        [
+          "config.vma",
+          craftHeader({
+            configs: [{ name: "../../evil.conf", data: "x" }],
+            devices: [{ name: "drive-scsi0", size: 65536 }],
+          }),
+          'vma: vma contains config name "../../evil.conf", unsafe as a file name: it contains "/"',
+        ],
+        [
+          "device.vma",
+          craftHeader({ devices: [{ name: "../evil", size: 65536 }] }),
+          'vma: vma contains device name "../evil", unsafe as a file name: it contains "/"',
+        ],
+      ] as const
+    ) {
+      await Deno.writeFile(`${dir}/sub/${file}`, concat(header.bytes, craftZeroExtent(1, 0, 1)));
+      const r = await vma(["extract", file, "x"], `${dir}/sub`);
+      assert.equal(r.code, 1);
+      assert.equal(r.stderr, `${message}\n`);
+      assert.deepEqual(list(`${dir}/sub`), [file]);
+      await Deno.remove(`${dir}/sub/${file}`);
+    }
+    assert.deepEqual(list(dir), ["disk.raw", "sub"]);
   });
 });
