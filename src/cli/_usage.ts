@@ -33,7 +33,7 @@ export const SYNOPSIS: Record<string, string> = {
   config: "usage: vma config <filename> [-c <config>]",
   create:
     "usage: vma create <filename> [-v] [-c <config>]... [-d format=<format>:[<device name>=]<path>]...",
-  extract: "usage: vma extract <filename> [-v] [-d <drive-list>] <targetdir>",
+  extract: "usage: vma extract <filename> [-v] [-d <drive-list>] [-r <fifo>] <targetdir>",
   verify: "usage: vma verify <filename> [-v]",
 };
 
@@ -88,12 +88,15 @@ on SIGINT/SIGTERM, the target directory is removed again.
 Options:
   -d, --drives <drive-list>  extract only these devices (comma-separated
                   device names); the others are still read and checked
+  -r, --readmap <fifo>  qmrestore's map protocol: write the configs, print the
+                  list block, read map lines from <fifo> ('[format=raw:]
+                  <0|1>:<devname>=<path>' or 'skip=<devname>', up to 'done'),
+                  and write each disk into its existing volume (raw files and
+                  block devices only; throttling.* and cache= are accepted
+                  and ignored)
   -v, --verbose   print Proxmox's progress lines and summary on standard output
       --no-progress  no progress bar (see verify)
   -h, --help      show this help
-
-Not supported yet: -r <fifo> (qmrestore's map protocol for restoring into
-existing volumes).
 `,
   create: `${SYNOPSIS.create}
        vma create <filename> [options] [<device name>=]<path>...   (deprecated)
