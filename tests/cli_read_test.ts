@@ -1,7 +1,16 @@
 // `vma list`, `config`, `verify`, `extract` against Proxmox's reference
 // outputs, compressed fixtures, stdin, and their errors.
 import assert from "node:assert/strict";
-import { fixtureDir, have, readOrUndefined, references, sh, TESTDATA, vma } from "./_cli_run.ts";
+import {
+  CLI,
+  fixtureDir,
+  have,
+  readOrUndefined,
+  references,
+  sh,
+  TESTDATA,
+  vma,
+} from "./_cli_run.ts";
 
 const refs = await references();
 const dir = await fixtureDir();
@@ -215,3 +224,36 @@ Deno.test("vma verify reports a corrupt compressed stream in one line", async ()
   // (node:zlib's zstd does not report a cut frame; the VMA layer then does.)
   assert.match(r.stderr, /^vma: verify failed - /);
 });
+
+Deno.test("vma extract stopped by SIGTERM midway removes the target directory", async () => {
+  const small = await Deno.readFile(`${dir}/small.vma`);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, "extract", "-", "ex-killed"],
+    cwd: dir,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // Half the archive, then the pipe stays open: extract waits for the rest.
+  const w = child.stdin.getWriter();
+  await w.write(small.subarray(0, small.length >> 1));
+  for (let i = 0; i < 100 && !existsDir(`${dir}/ex-killed`); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(existsDir(`${dir}/ex-killed`), "the target directory never appeared");
+  await new Promise((r) => setTimeout(r, 200));
+  child.kill("SIGTERM");
+  const out = await child.output();
+  await w.close().catch(() => {});
+  assert.equal(out.code, 143);
+  assert.equal(new TextDecoder().decode(out.stderr), "vma: interrupted by SIGTERM\n");
+  assert.ok(!existsDir(`${dir}/ex-killed`));
+});
+
+function existsDir(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
