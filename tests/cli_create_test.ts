@@ -2,7 +2,7 @@
 // compression, stdout, reproducibility, vzdump names, restore checks, errors
 // and cleanup.
 import assert from "node:assert/strict";
-import { fixtureDir, have, makeDisk, readOrUndefined, sh, vma } from "./_cli_run.ts";
+import { CLI, fixtureDir, have, makeDisk, readOrUndefined, sh, vma } from "./_cli_run.ts";
 
 const dir = await fixtureDir();
 globalThis.addEventListener("unload", () => {
@@ -509,5 +509,44 @@ Deno.test({
     const bad = await vma(["create", "bad.vma", "-d", "format=qcow2:disk0.raw"], { cwd: dir });
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /^vma: bdrv_open 'disk0.raw' failed - .+\n$/);
+  },
+});
+
+Deno.test({
+  name: "vma create writes into an existing FIFO directly, as Proxmox's vma",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    const r = await sh(
+      `mkfifo out.fifo && { cat out.fifo > from-fifo.vma & } && $VMA create out.fifo ${
+        PROXMOX_ARGS.slice(4).join(" ")
+      } && wait && rm out.fifo && echo ok`,
+      dir,
+    );
+    assert.equal(r.stderr, "");
+    assert.equal(r.stdout, "ok\n");
+    await assertExtractsTo("from-fifo.vma", {
+      "disk-drive-scsi0.raw": "disk0.raw",
+      "disk-drive-scsi1.raw": "disk1.raw",
+    });
+  },
+});
+
+Deno.test({
+  name: "vma create - refuses to write the archive to a terminal",
+  ignore: Deno.build.os !== "linux" || !have("script"),
+  async fn() {
+    const out = await new Deno.Command("script", {
+      args: [
+        "-qec",
+        `${Deno.execPath()} run -A ${CLI} create - -d format=raw:disk0.raw`,
+        "/dev/null",
+      ],
+      cwd: dir,
+      stdout: "piped",
+    }).output();
+    assert.equal(
+      new TextDecoder().decode(out.stdout),
+      "vma: refusing to write the archive to a terminal (redirect standard output or give a file name)\r\n",
+    );
   },
 });

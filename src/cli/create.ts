@@ -108,6 +108,11 @@ interface Sink {
 
 async function openSink(target: string): Promise<Sink> {
   if (target === "-") {
+    if (Deno.stdout.isTerminal()) {
+      throw new CliError(
+        "refusing to write the archive to a terminal (redirect standard output or give a file name)",
+      );
+    }
     return {
       writable: stdoutWritable(),
       commit: () => Promise.resolve(),
