@@ -133,6 +133,8 @@ interface Config {
 const encoder = new TextEncoder();
 const MAX_NAME_BYTES = MAX_BLOB_SIZE - 1;
 const BLOB_AREA_LIMIT = MAX_HEADER_SIZE - HEADER_FIXED_SIZE;
+/** Extent buffers kept for reuse (see `VmaWriter.recycle`). */
+const POOL_SIZE = 4;
 /** Data-less extent headers are handed out in batches of this many bytes. */
 const SMALL_BATCH = 128 * EXTENT_HEADER_SIZE;
 
@@ -488,7 +490,7 @@ class Archive {
     this.#slots++;
     let stored = 0;
     if (mask !== 0) {
-      const ext = this.#extData ??= new Uint8Array(MAX_EXTENT_SIZE);
+      const ext = this.#extData ??= this.#newExtentBuffer();
       for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
         if ((mask & (1 << j)) === 0) continue;
         // Copy runs of consecutive stored blocks at once.
@@ -546,6 +548,24 @@ class Archive {
 
   #small: Uint8Array | undefined;
   #smallEnd = 0;
+  /** Extent buffers handed back through `recycle`, ready for reuse. */
+  #pool: ArrayBuffer[] = [];
+  /** Extent buffers out in `readable` chunks that may come back. */
+  #lent = new WeakSet<ArrayBuffer>();
+
+  #newExtentBuffer(): Uint8Array {
+    const buffer = this.#pool.pop() ?? new ArrayBuffer(MAX_EXTENT_SIZE);
+    this.#lent.add(buffer);
+    return new Uint8Array(buffer);
+  }
+
+  recycle(chunk: Uint8Array): void {
+    const buffer = chunk.buffer as ArrayBuffer;
+    // Each lent buffer comes back at most once; anything else is ignored.
+    if (!this.#lent.has(buffer)) return;
+    this.#lent.delete(buffer);
+    if (this.#pool.length < POOL_SIZE) this.#pool.push(buffer);
+  }
 
   #flushSmall(): void {
     if (this.#small === undefined || this.#smallEnd === 0) return;
@@ -717,6 +737,39 @@ export class VmaWriter {
    */
   abort(reason?: unknown): Promise<void> {
     return this.#archive.abort(reason);
+  }
+
+  /**
+   * Hands a chunk of `readable` back once the consumer is completely done
+   * with it (written out, not referenced any more), so its memory is reused
+   * for a later extent instead of being allocated anew. Optional: a consumer
+   * that never calls it only makes more garbage. Chunks that are not
+   * reusable extent buffers, and second calls, are ignored.
+   *
+   * @example Writing to a sink and recycling each chunk
+   * ```ts
+   * import { VmaWriter } from "@vmakit/vma";
+   * import assert from "node:assert/strict";
+   *
+   * const writer = new VmaWriter();
+   * const disk = writer.addDevice("drive-scsi0", 8 * 1024 * 1024);
+   * let bytes = 0;
+   * const done = writer.readable.pipeTo(new WritableStream({
+   *   write(chunk) {
+   *     bytes += chunk.length; // ... a real sink writes the chunk out here
+   *     writer.recycle(chunk);
+   *   },
+   * }));
+   * await disk.write(0, new Uint8Array(8 * 1024 * 1024).fill(1));
+   * await writer.close();
+   * await done;
+   * assert.equal(bytes, writer.stats.archiveBytes);
+   * ```
+   *
+   * @param chunk A chunk read from `readable`.
+   */
+  recycle(chunk: Uint8Array): void {
+    this.#archive.recycle(chunk);
   }
 }
 
