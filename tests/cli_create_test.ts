@@ -550,3 +550,13 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name: "vma create writes to an existing character device (/dev/null) directly",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    const r = await vma(["create", "/dev/null", ...PROXMOX_ARGS.slice(4)], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+  },
+});
