@@ -8,7 +8,9 @@ export interface VmaDeviceSink {
   /**
    * Writes non-zero data at a byte offset of the device. Zero regions are
    * never written, so the sink must read as zeros where nothing was written
-   * (a sparse file of the device size, for example).
+   * (a sparse file of the device size, for example). `data` is valid only
+   * until the returned promise settles (its memory is reused): copy it to
+   * keep it.
    */
   write(offset: number, data: Uint8Array): Promise<void> | void;
   /** Called once after the last write of a successful extraction. */
@@ -96,7 +98,7 @@ export async function extractVma(
     await flush();
     pending = { sink, offset, data };
   };
-  for await (const extent of reader.extents()) {
+  for await (const extent of reader.extents({ reuseBuffers: true })) {
     for (const cluster of extent.clusters) {
       counter.add(cluster);
       const sink = sinks.get(cluster.device.id);

@@ -79,7 +79,7 @@ export async function verifyVma(
   options: VerifyVmaOptions = {},
 ): Promise<VmaSummary> {
   const counter = new SummaryCounter(await reader.header(), options.onProgress);
-  for await (const extent of reader.extents()) {
+  for await (const extent of reader.extents({ reuseBuffers: true })) {
     for (const cluster of extent.clusters) counter.add(cluster);
   }
   return counter.summary();

@@ -85,6 +85,17 @@ export interface VmaCluster {
   readonly data: Uint8Array;
 }
 
+/** Options of {@linkcode VmaReader.extents}. */
+export interface VmaExtentsOptions {
+  /**
+   * Read every extent into the same memory; each extent's data is then valid
+   * only until the next one is requested.
+   *
+   * @default {false}
+   */
+  reuseBuffers?: boolean;
+}
+
 /** One extent of the archive: up to 59 clusters. */
 export interface VmaExtent {
   /** Byte offset of the extent in the archive stream. */
@@ -163,20 +174,24 @@ export class VmaReader {
    * Reads the extents after the header, checking each. After the last, checks
    * that every cluster of every device was present. Can be called once.
    *
+   * @param options `reuseBuffers: true` reads every extent into the same
+   *   memory: the clusters' `data` is then valid only until the next extent
+   *   is requested (less garbage, for consumers that write data out at once).
    * @returns The extents, in stream order.
    * @throws {VmaFormatError} When an extent is malformed, the stream has
    *   trailing bytes, or a cluster is duplicated or missing.
    * @throws {TypeError} When called a second time.
    */
-  async *extents(): AsyncGenerator<VmaExtent> {
+  async *extents(options: VmaExtentsOptions = {}): AsyncGenerator<VmaExtent> {
     if (this.#iterating) throw new TypeError("Cannot read the extents twice");
     this.#iterating = true;
     this.#header ??= readHeader(this.#source);
     const parsed = await this.#header;
     const state = new DataState(parsed);
+    const scratch = options.reuseBuffers ? { buffer: new ArrayBuffer(MAX_EXTENT_SIZE) } : undefined;
     try {
       for (;;) {
-        const extent = await readExtent(this.#source, parsed, state);
+        const extent = await readExtent(this.#source, parsed, state, scratch);
         if (extent === undefined) break;
         yield extent;
       }
@@ -233,10 +248,14 @@ class ByteSource {
     }
   }
 
-  /** Reads `n` bytes, or fewer at the end of the stream. */
-  async read(n: number): Promise<Uint8Array> {
+  /**
+   * Reads `n` bytes, or fewer at the end of the stream; into `scratch.buffer`
+   * when given and large enough (it is replaced by the same memory after a
+   * BYOB read transfers it).
+   */
+  async read(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
     if (this.#byob !== undefined) {
-      if (n <= MAX_EXTENT_SIZE) return await this.#readByob(n);
+      if (n <= MAX_EXTENT_SIZE) return await this.#readByob(n, scratch);
       // Larger reads (only a header can be that big) go in pieces, so a
       // short hostile stream does not make us allocate what it claims.
       const parts: Uint8Array[] = [];
@@ -270,11 +289,12 @@ class ByteSource {
       this.#chunks.push(value);
       this.#buffered += value.length;
     }
-    return this.#take(Math.min(n, this.#buffered));
+    return this.#take(Math.min(n, this.#buffered), scratch);
   }
 
-  async #readByob(n: number): Promise<Uint8Array> {
-    let buffer = new ArrayBuffer(n);
+  async #readByob(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
+    const reuse = scratch !== undefined && scratch.buffer.byteLength >= n;
+    let buffer = reuse ? scratch.buffer : new ArrayBuffer(n);
     let filled = 0;
     while (filled < n && !this.#eof) {
       const { done, value } = await this.#byob!.read(new Uint8Array(buffer, filled, n - filled));
@@ -284,11 +304,12 @@ class ByteSource {
       }
       if (done) this.#eof = true;
     }
+    if (reuse) scratch.buffer = buffer;
     this.position += filled;
     return new Uint8Array(buffer, 0, filled);
   }
 
-  #take(n: number): Uint8Array {
+  #take(n: number, scratch?: { buffer: ArrayBuffer }): Uint8Array {
     this.position += n;
     this.#buffered -= n;
     const first = this.#chunks[this.#head];
@@ -496,6 +517,7 @@ async function readExtent(
   source: ByteSource,
   parsed: ParsedHeader,
   state: DataState,
+  scratch: { buffer: ArrayBuffer } | undefined,
 ): Promise<VmaExtent | undefined> {
   const offset = source.position;
   const head = await source.read(EXTENT_HEADER_SIZE);
@@ -517,7 +539,7 @@ async function readExtent(
   const blockCount = view.getUint16(EXT_OFF_BLOCK_COUNT);
   const extentSize = EXTENT_HEADER_SIZE + blockCount * BLOCK_SIZE;
   const want = Math.min(extentSize, MAX_EXTENT_SIZE) - EXTENT_HEADER_SIZE;
-  const data = await source.read(want);
+  const data = await source.read(want, scratch);
   if (EXTENT_HEADER_SIZE + data.length < extentSize) {
     throw new VmaFormatError(
       `short vma extent (${EXTENT_HEADER_SIZE + data.length} < ${extentSize})`,
