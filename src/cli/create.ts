@@ -101,6 +101,8 @@ function sourceDateEpoch(): string | undefined {
 /** Where the archive goes. */
 interface Sink {
   readonly writable: WritableStream<Uint8Array>;
+  /** True when a chunk is no longer referenced once its write has settled. */
+  readonly reusesNothing?: boolean;
   commit(): Promise<void>;
   discard(): void;
   readonly description: string;
@@ -115,6 +117,7 @@ async function openSink(target: string): Promise<Sink> {
     }
     return {
       writable: stdoutWritable(),
+      reusesNothing: true,
       commit: () => Promise.resolve(),
       discard() {},
       description: "standard output",
@@ -153,6 +156,7 @@ async function openSink(target: string): Promise<Sink> {
   const file = await AtomicFile.create(target);
   return {
     writable: file.writable,
+    reusesNothing: true,
     commit: () => file.commit(),
     discard: () => file.discard(),
     description: target,
@@ -224,6 +228,29 @@ function compressor(kind: Compress): TransformStream<Uint8Array, Uint8Array> | u
         Uint8Array,
         Uint8Array
       >;
+  }
+}
+
+/**
+ * Copies the archive into `writable`, handing each chunk back to the writer
+ * once written (VmaWriter.recycle), so extent buffers are reused instead of
+ * allocated per extent.
+ */
+async function pumpRecycling(writer: VmaWriter, writable: WritableStream<Uint8Array>) {
+  const reader = writer.readable.getReader();
+  const out = writable.getWriter();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      await out.write(value);
+      writer.recycle(value);
+    }
+    await out.close();
+  } catch (e) {
+    reader.cancel(e).catch(() => {});
+    out.abort(e).catch(() => {});
+    throw e;
   }
 }
 
@@ -393,10 +420,10 @@ export async function createCommand(args: string[]): Promise<number> {
 
   // Write.
   const sink = await openSink(path);
-  let archive = writer.readable;
   const transform = compressor(compress);
-  if (transform) archive = archive.pipeThrough(transform);
-  const pump = archive.pipeTo(sink.writable);
+  const pump = transform || !sink.reusesNothing
+    ? (transform ? writer.readable.pipeThrough(transform) : writer.readable).pipeTo(sink.writable)
+    : pumpRecycling(writer, sink.writable);
   const total = sources.reduce((n, s) => n + s.size, 0);
   let transferred = 0;
   let lastPercent = -1;
