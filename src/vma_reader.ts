@@ -318,7 +318,9 @@ class ByteSource {
       else this.#chunks[this.#head] = first.subarray(n);
       return first.subarray(0, n);
     }
-    const out = new Uint8Array(n);
+    const out = scratch !== undefined && scratch.buffer.byteLength >= n
+      ? new Uint8Array(scratch.buffer, 0, n)
+      : new Uint8Array(n);
     let at = 0;
     while (at < n) {
       const chunk = this.#chunks[this.#head];
