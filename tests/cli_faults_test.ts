@@ -217,7 +217,7 @@ Deno.test("vma create fails when its input grows while it is read", async () => 
   const dir = await Deno.makeTempDir({ prefix: "vmakit-faults-" });
   try {
     // Small enough to be read to the end soon, big enough to be still reading when it grows.
-    const size = 4 * 2 ** 30;
+    const size = 2 * 2 ** 30;
     await Deno.writeFile(`${dir}/in.raw`, new Uint8Array(0));
     await Deno.truncate(`${dir}/in.raw`, size);
     const child = vmaCommand(["create", "out.vma", "-d", "format=raw:drive-scsi0=in.raw"], dir)
