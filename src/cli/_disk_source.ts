@@ -5,6 +5,7 @@
 import type { DiskImage, PositionedReader } from "../disk_image.ts";
 import type { VmaDeviceWriter } from "../vma_writer.ts";
 import { CliError, describeError } from "./_errors.ts";
+import { openHoleMap } from "./_holes.ts";
 
 const CHUNK = 4 * 1024 * 1024;
 const CLUSTER = 65536;
@@ -82,46 +83,30 @@ class RawSource implements DiskSource {
   }
 
   async feed(device: VmaDeviceWriter, onBytes: (n: number) => void): Promise<void> {
-    // Two buffers: the next piece is read while the writer takes this one.
-    const buffers = [new Uint8Array(CHUNK), new Uint8Array(CHUNK)];
-    let offset = 0;
-    let which = 0;
-    const want = (at: number) => Math.min(CHUNK, this.imageSize - at);
-    // A read-ahead is marked handled at once: when the archive fails first
-    // (stdout closed), it is never awaited and fails when the file is closed.
-    const readAhead = (buf: Uint8Array) => {
-      const read = this.#readFull(buf);
-      read.catch(() => {});
-      return read;
-    };
-    let pending: Promise<number> | undefined = this.imageSize > 0
-      ? readAhead(buffers[0].subarray(0, want(0)))
-      : undefined;
-    while (pending) {
-      const n = await pending;
-      const expected = want(offset);
-      if (n < expected) {
-        throw new CliError(
-          `read error on '${this.path}' - the image ended at ${
-            offset + n
-          } bytes, before its size ${this.imageSize}`,
-        );
+    // Where the file system tells holes (SEEK_HOLE), they become zero
+    // clusters without being read: a mostly empty 64 GiB image takes moments.
+    const holes = openHoleMap(this.path);
+    try {
+      let at = 0;
+      if (holes === undefined) at = await this.#feedRange(device, 0, this.imageSize, onBytes);
+      while (holes !== undefined && at < this.imageSize) {
+        const data = holes.nextData(at);
+        if (data === undefined) break;
+        // Data is read in whole clusters; a hole must cover clusters to be skipped.
+        const start = Math.max(at, Math.floor(data / CLUSTER) * CLUSTER);
+        if (start > at) {
+          await device.writeZeroes(at, start - at);
+          onBytes(start - at);
+        }
+        const end = Math.min(this.imageSize, Math.ceil(holes.nextHole(data) / CLUSTER) * CLUSTER);
+        at = await this.#feedRange(device, start, end, onBytes);
       }
-      const buf = buffers[which];
-      const next = offset + n;
-      pending = next < this.imageSize
-        ? readAhead(buffers[which ^ 1].subarray(0, want(next)))
-        : undefined;
-      let length = n;
-      if (next === this.imageSize && this.size > this.imageSize) {
-        // Pad the last piece with zeros up to the device size (within the buffer).
-        buf.fill(0, n, n + (this.size - this.imageSize));
-        length += this.size - this.imageSize;
+      if (at < this.size) {
+        await device.writeZeroes(at, this.size - at);
+        onBytes(this.size - at);
       }
-      await device.write(offset, buf.subarray(0, length));
-      onBytes(length);
-      offset = next;
-      which ^= 1;
+    } finally {
+      holes?.close();
     }
     // An image that grew while it was read is not the image that was sized
     // (one that shrank fails above), so the archive is not finished.
@@ -138,6 +123,64 @@ class RawSource implements DiskSource {
     }
     await device.close();
   }
+
+  /**
+   * Feeds bytes `start .. end` of the image (end: a cluster boundary or the
+   * image end, which is padded up to the device size). Returns where it ended.
+   */
+  async #feedRange(
+    device: VmaDeviceWriter,
+    start: number,
+    end: number,
+    onBytes: (n: number) => void,
+  ): Promise<number> {
+    if (start >= end) return start;
+    try {
+      await this.#file.seek(start, Deno.SeekMode.Start);
+    } catch (e) {
+      throw new CliError(`read error on '${this.path}' - ${describeError(e)}`, { cause: e });
+    }
+    // Two buffers: the next piece is read while the writer takes this one.
+    const buffers = this.#buffers ??= [new Uint8Array(CHUNK), new Uint8Array(CHUNK)];
+    let offset = start;
+    let which = 0;
+    const want = (at: number) => Math.min(CHUNK, end - at);
+    // A read-ahead is marked handled at once: when the archive fails first
+    // (stdout closed), it is never awaited and fails when the file is closed.
+    const readAhead = (buf: Uint8Array) => {
+      const read = this.#readFull(buf);
+      read.catch(() => {});
+      return read;
+    };
+    let pending: Promise<number> | undefined = readAhead(buffers[0].subarray(0, want(start)));
+    while (pending) {
+      const n: number = await pending;
+      const expected = want(offset);
+      if (n < expected) {
+        throw new CliError(
+          `read error on '${this.path}' - the image ended at ${
+            offset + n
+          } bytes, before its size ${this.imageSize}`,
+        );
+      }
+      const buf = buffers[which];
+      const next: number = offset + n;
+      pending = next < end ? readAhead(buffers[which ^ 1].subarray(0, want(next))) : undefined;
+      let length = n;
+      if (next === this.imageSize && this.size > this.imageSize) {
+        // Pad the last piece with zeros up to the device size (within the buffer).
+        buf.fill(0, n, n + (this.size - this.imageSize));
+        length += this.size - this.imageSize;
+      }
+      await device.write(offset, buf.subarray(0, length));
+      onBytes(length);
+      offset += length;
+      which ^= 1;
+    }
+    return offset;
+  }
+
+  #buffers: Uint8Array[] | undefined;
 
   close(): void {
     if (this.#closed) return;
