@@ -591,3 +591,31 @@ Deno.test("crafted: an edited header with its MD5 recomputed is read with the ed
   fixHeaderMd5(bytes);
   await assertFormatError(bytes, "got wrong block address - write beyond end");
 });
+
+Deno.test("crafted: clusters scattered one per 4 GiB do not make the reader allocate a bitmap each", async () => {
+  // 1,000 extents of 59 slots, each slot in another 65,536-cluster page of a
+  // 256 TiB device: 0.5 MiB of archive. With a bitmap page per slot the
+  // reader allocated 466 MiB here; now a page lists its first clusters.
+  const { bytes: header } = craftHeader({ devices: [{ name: "drive-scsi0", size: 2 ** 48 }] });
+  const extents: Uint8Array[] = [];
+  for (let e = 0, page = 1; e < 1000; e++) {
+    const slots = [];
+    for (let s = 0; s < 59; s++) slots.push({ devId: 1, cluster: page++ * 65536, mask: 0 });
+    extents.push(craftExtent({ slots }));
+  }
+  let peak = 0;
+  const base = Deno.memoryUsage();
+  await assert.rejects(
+    verifyVma(new VmaReader(streamOf(concat(header, ...extents))), {
+      onProgress({ clustersRead }) {
+        if (clustersRead % 5000 === 0 || clustersRead === 59000) {
+          const m = Deno.memoryUsage();
+          peak = Math.max(peak, m.heapUsed + m.external - base.heapUsed - base.external);
+        }
+      },
+    }),
+    VmaFormatError,
+    "detected missing cluster 0 for stream drive-scsi0",
+  );
+  assert.ok(peak < 64 * 2 ** 20, `memory grew by ${Math.round(peak / 2 ** 20)} MiB`);
+});

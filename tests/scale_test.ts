@@ -226,3 +226,51 @@ Deno.test("VmaWriter takes a device of 2^32 clusters (256 TiB) and refuses one b
   });
   void writer.abort();
 });
+
+Deno.test("ClusterSet behaves as a Set of cluster numbers, sparse pages and bitmaps alike", async () => {
+  const { ClusterSet } = await import("../src/_cluster_set.ts");
+  const fc = (await import("fast-check")).default;
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.oneof(
+          fc.integer({ min: 0, max: 300 }), // one page, past the list limit
+          fc.integer({ min: 65536 - 200, max: 65536 + 200 }), // a page boundary
+          fc.integer({ min: 0, max: 2 ** 32 - 1 }), // anywhere
+        ),
+        { maxLength: 600 },
+      ),
+      fc.integer({ min: 0, max: 70000 }),
+      (clusters, total) => {
+        const set = new ClusterSet();
+        const model = new Set<number>();
+        for (const c of clusters) {
+          assert.equal(set.add(c), !model.has(c));
+          model.add(c);
+          assert.equal(set.size, model.size);
+        }
+        for (const c of clusters) assert.ok(set.has(c));
+        assert.equal(set.has(12345678), model.has(12345678));
+        // firstMissing(total) is asked of sets of clusters below total (the reader checks that first).
+        const below = new ClusterSet();
+        for (const c of clusters) if (c < total) below.add(c);
+        let missing: number | undefined;
+        for (let c = 0; c < total; c++) {
+          if (!model.has(c)) {
+            missing = c;
+            break;
+          }
+        }
+        assert.equal(below.firstMissing(total), missing);
+      },
+    ),
+    { numRuns: 300 },
+  );
+  // A page filled completely, through the list and then the bitmap.
+  const set = new ClusterSet();
+  for (let c = 65535; c >= 0; c--) assert.ok(set.add(c));
+  assert.equal(set.firstMissing(65536), undefined);
+  assert.equal(set.firstMissing(65537), 65536);
+  assert.equal(set.addRange(65536, 65600), undefined);
+  assert.equal(set.addRange(65599, 65601), 65599);
+});
