@@ -3,18 +3,24 @@
 // not with the device size. A page starts as a short list and becomes a
 // bitmap at SPARSE_LIMIT clusters, so a hostile archive that touches one
 // cluster per page cannot make 8 KiB out of each 8-byte blockinfo slot (a
-// 0.5 MiB archive made the reader allocate 466 MiB). Private to the library.
+// 0.5 MiB archive made the reader allocate 466 MiB). A page whose clusters are
+// all present is dropped for a marker, so a device written in order (the usual
+// case, at any size) keeps one page in memory. Private to the library.
 
 const PAGE_BITS = 16;
 const PAGE_CLUSTERS = 1 << PAGE_BITS;
 const PAGE_WORDS = PAGE_CLUSTERS >>> 5;
 /** Clusters a page lists before it becomes a bitmap. */
 const SPARSE_LIMIT = 128;
+/** A page whose every cluster is in the set. */
+const FULL = "full";
+/** A bitmap page: PAGE_WORDS words of bits, then the count of set bits. */
+type Bitmap = Uint32Array;
 
 /** A set of cluster numbers of one device. */
 export class ClusterSet {
   /** Per page: the clusters' offsets in the page (few), or a bitmap. */
-  #pages = new Map<number, number[] | Uint32Array>();
+  #pages = new Map<number, number[] | Bitmap | typeof FULL>();
   #count = 0;
 
   /** How many clusters are in the set. */
@@ -27,6 +33,7 @@ export class ClusterSet {
     const page = Math.floor(cluster / PAGE_CLUSTERS);
     const bit = cluster % PAGE_CLUSTERS;
     let words = this.#pages.get(page);
+    if (words === FULL) return false;
     if (words === undefined || Array.isArray(words)) {
       if (words === undefined) {
         this.#pages.set(page, [bit]);
@@ -39,8 +46,9 @@ export class ClusterSet {
         this.#count++;
         return true;
       }
-      const bitmap = new Uint32Array(PAGE_WORDS);
+      const bitmap: Bitmap = new Uint32Array(PAGE_WORDS + 1);
       for (const b of words) bitmap[b >>> 5] |= 1 << (b & 31);
+      bitmap[PAGE_WORDS] = words.length;
       this.#pages.set(page, bitmap);
       words = bitmap;
     }
@@ -49,6 +57,7 @@ export class ClusterSet {
     if (words[w] & mask) return false;
     words[w] |= mask;
     this.#count++;
+    if (++words[PAGE_WORDS] === PAGE_CLUSTERS) this.#pages.set(page, FULL);
     return true;
   }
 
@@ -62,6 +71,7 @@ export class ClusterSet {
   has(cluster: number): boolean {
     const words = this.#pages.get(Math.floor(cluster / PAGE_CLUSTERS));
     if (words === undefined) return false;
+    if (words === FULL) return true;
     const bit = cluster % PAGE_CLUSTERS;
     if (Array.isArray(words)) return words.includes(bit);
     return (words[bit >>> 5] & (1 << (bit & 31))) !== 0;
@@ -74,6 +84,7 @@ export class ClusterSet {
       const words = this.#pages.get(page);
       const base = page * PAGE_CLUSTERS;
       if (words === undefined) return base;
+      if (words === FULL) continue;
       if (Array.isArray(words)) {
         // Fewer than SPARSE_LIMIT clusters: a gap is among the first few.
         for (let c = base; c < total; c++) if (!words.includes(c - base)) return c;
