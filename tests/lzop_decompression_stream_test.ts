@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { pseudoRandom } from "./_helpers.ts";
 import fc from "fast-check";
 import { LzopDecompressionStream } from "../src/lzop_decompression_stream.ts";
 
@@ -90,17 +91,9 @@ function text(s: string): Uint8Array {
   return new TextEncoder().encode(s);
 }
 
-/** Deterministic pseudo-random bytes (xorshift32). */
+/** Deterministic pseudo-random bytes (xorshift32, from the shared test helpers). */
 function random(length: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(length);
-  let x = seed || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
+  return pseudoRandom(length, seed);
 }
 
 function repeat(pattern: Uint8Array, length: number): Uint8Array {
