@@ -205,7 +205,7 @@ class Archive {
       },
       pull: () => this.#wake(),
       cancel: (reason) => {
-        this.#fail(reason ?? new TypeError("The archive stream was cancelled"));
+        this.fail(reason ?? new TypeError("The archive stream was cancelled"));
       },
     }, new CountQueuingStrategy({ highWaterMark: 1 }));
   }
@@ -330,21 +330,21 @@ class Archive {
    * @returns A promise that settles once the writer is in the error state.
    */
   abort(reason?: unknown): Promise<void> {
-    this.#fail(reason ?? new TypeError("The archive was aborted"));
+    this.fail(reason ?? new TypeError("The archive was aborted"));
     return Promise.resolve();
   }
 
   async #close(): Promise<void> {
-    this.#throwIfFailed();
+    this.throwIfFailed();
     for (const device of this.#devices) await device.close();
-    this.#throwIfFailed();
+    this.throwIfFailed();
     if (this.#slots > 0 || !this.#headerWritten) this.#flushExtent();
     this.#flushSmall();
     this.#controller.close();
   }
 
   #checkOpen(prefix: string): void {
-    this.#throwIfFailed();
+    this.throwIfFailed();
     if (this.#closing) throw new TypeError(`${prefix}: the archive is closed`);
     if (this.#started) throw new TypeError(`${prefix}: device data was already written`);
   }
@@ -357,21 +357,13 @@ class Archive {
     this.#blobUsed = used;
   }
 
-  /** @internal Throws the sticky error, if any. */
-  throwIfFailed_(): void {
-    this.#throwIfFailed();
-  }
-
-  #throwIfFailed(): void {
+  /** Throws the sticky error, if any. */
+  throwIfFailed(): void {
     if (this.#error) throw this.#error.reason;
   }
 
-  /** @internal Puts the writer in the error state. */
-  fail_(reason: unknown): void {
-    this.#fail(reason);
-  }
-
-  #fail(reason: unknown): void {
+  /** Puts the writer in the error state (the first reason sticks). */
+  fail(reason: unknown): void {
     if (this.#error) return;
     this.#error = { reason };
     try {
@@ -394,21 +386,21 @@ class Archive {
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
   }
 
-  /** @internal Marks that device data arrived (no more configs or devices). */
-  start_(): void {
+  /** Marks that device data arrived (no more configs or devices). */
+  markStarted(): void {
     this.#started = true;
   }
 
-  /** @internal Wakes writers waiting for their turn in ordered mode. */
-  deviceDone_(): void {
+  /** Wakes writers waiting for their turn in ordered mode. */
+  deviceDone(): void {
     if (this.#ordered) this.#wake();
   }
 
   /**
-   * @internal Records one cluster of `device`: `data[start .. start+length)`
+   * Records one cluster of `device`: `data[start .. start+length)`
    * holds its valid bytes, or `data` is undefined for a zero cluster.
    */
-  async cluster_(
+  async recordCluster(
     device: Device,
     cluster: number,
     data: Uint8Array | undefined,
@@ -417,7 +409,7 @@ class Archive {
   ): Promise<void> {
     // Wait for our turn (ordered mode) and for the consumer (backpressure).
     for (;;) {
-      this.#throwIfFailed();
+      this.throwIfFailed();
       if (this.#ordered && this.#currentOrdered() !== device) {
         await this.#waitChange();
         continue;
@@ -439,14 +431,14 @@ class Archive {
       );
     }
     this.#append(device, cluster, data, start, length);
-    if (device.recorded.size === device.clusters) this.deviceDone_();
+    if (device.recorded.size === device.clusters) this.deviceDone();
   }
 
   /**
-   * @internal Records zero clusters `from .. to-1` of `device`, waiting only
+   * Records zero clusters `from .. to-1` of `device`, waiting only
    * when the consumer is behind.
    */
-  async zeroClusters_(device: Device, from: number, to: number): Promise<void> {
+  async recordZeroClusters(device: Device, from: number, to: number): Promise<void> {
     for (let c = from; c < to; c++) {
       const length = Math.min(CLUSTER_SIZE, device.size - c * CLUSTER_SIZE);
       if (
@@ -454,13 +446,13 @@ class Archive {
         (this.#controller.desiredSize ?? 0) <= 0 || (this.#ordered && c !== device.recorded.size) ||
         device.recorded.has(c)
       ) {
-        await this.cluster_(device, c, undefined, 0, length);
+        await this.recordCluster(device, c, undefined, 0, length);
         continue;
       }
       device.recorded.add(c);
       this.#append(device, c, undefined, 0, length);
     }
-    if (device.recorded.size === device.clusters) this.deviceDone_();
+    if (device.recorded.size === device.clusters) this.deviceDone();
   }
 
   #currentOrdered(): Device | undefined {
@@ -828,11 +820,11 @@ class Device {
 
   #serial(op: () => Promise<void>): Promise<void> {
     const run = this.#chain.then(async () => {
-      this.#writer.throwIfFailed_();
+      this.#writer.throwIfFailed();
       try {
         await op();
       } catch (error) {
-        this.#writer.fail_(error);
+        this.#writer.fail(error);
         throw error;
       }
     });
@@ -845,7 +837,7 @@ class Device {
       write: (chunk) => this.#serial(() => this.#write(this.#next, chunk)),
       close: () => this.close(),
       abort: (reason) => {
-        this.#writer.fail_(reason ?? new TypeError(`Device "${this.name}" was aborted`));
+        this.#writer.fail(reason ?? new TypeError(`Device "${this.name}" was aborted`));
       },
     });
     return this.#writable;
@@ -871,7 +863,7 @@ class Device {
     }
     this.#checkWrite(`${data.length} bytes`, offset, data.length);
     if (data.length === 0) return;
-    this.#writer.start_();
+    this.#writer.markStarted();
     let pos = 0;
     if (this.#partial !== undefined) {
       const expected = this.#partialStart + this.#partialLength;
@@ -890,7 +882,7 @@ class Device {
         const length = this.#partialLength;
         this.#partial = undefined;
         this.#partialLength = 0;
-        await this.#writer.cluster_(this, this.#partialStart / CLUSTER_SIZE, buf, 0, length);
+        await this.#writer.recordCluster(this, this.#partialStart / CLUSTER_SIZE, buf, 0, length);
         this.#spare = buf;
       }
     } else if (offset % CLUSTER_SIZE !== 0) {
@@ -909,7 +901,7 @@ class Device {
       const need = Math.min(CLUSTER_SIZE, this.size - at);
       const avail = data.length - pos;
       if (avail >= need) {
-        await this.#writer.cluster_(this, cluster, data, pos, need);
+        await this.#writer.recordCluster(this, cluster, data, pos, need);
         pos += need;
       } else {
         const buf = this.#spare ?? new Uint8Array(CLUSTER_SIZE);
@@ -946,8 +938,8 @@ class Device {
         `Cannot write ${length} zero bytes at offset ${offset} to device "${this.name}": zeroes are recorded in whole clusters of ${CLUSTER_SIZE} bytes`,
       );
     }
-    this.#writer.start_();
-    await this.#writer.zeroClusters_(
+    this.#writer.markStarted();
+    await this.#writer.recordZeroClusters(
       this,
       offset / CLUSTER_SIZE,
       Math.ceil((offset + length) / CLUSTER_SIZE),
