@@ -2,7 +2,7 @@
 // clusters without being read, and the archive still holds every byte.
 import assert from "node:assert/strict";
 import { openHoleMap } from "../src/cli/_holes.ts";
-import { vma } from "./_cli_run.ts";
+import { CLI, vma } from "./_cli_run.ts";
 import { pseudoRandom } from "./_helpers.ts";
 
 async function sparseImage(
@@ -85,4 +85,65 @@ Deno.test("vma create records the holes of a sparse image and keeps every byte",
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+const hasGnuTime = await Deno.stat("/usr/bin/time").then(() => true, () => false);
+
+Deno.test({
+  name: "vma create and extract handle a 64 GiB sparse image in under 100 MB of memory",
+  ignore: !hasGnuTime,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const size = 64 * 2 ** 30;
+      const pieces: [number, number][] = [[0, 65536], [17 * 2 ** 30 + 12345, 50000], [
+        size - 4096,
+        4096,
+      ]];
+      const path = `${dir}/sparse.raw`;
+      const file = await Deno.open(path, { write: true, create: true });
+      await file.truncate(size);
+      for (const [at, length] of pieces) {
+        await file.seek(at, Deno.SeekMode.Start);
+        await file.write(pseudoRandom(length, at + 7));
+      }
+      file.close();
+      const peakKb = async (args: string[]) => {
+        const out = await new Deno.Command("/usr/bin/time", {
+          args: [
+            "-f",
+            "%M",
+            Deno.execPath(),
+            "run",
+            "-A",
+            "--no-prompt",
+            CLI,
+            ...args,
+          ],
+          cwd: dir,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const stderr = new TextDecoder().decode(out.stderr).trim().split("\n");
+        assert.equal(out.code, 0, stderr.join("\n"));
+        return Number(stderr.at(-1));
+      };
+      const create = await peakKb(["create", "big.vma", "-d", "format=raw:drive-scsi0=sparse.raw"]);
+      assert.ok(create < 100_000, `create peak RSS ${create} KB`);
+      const extract = await peakKb(["extract", "big.vma", "out"]);
+      assert.ok(extract < 100_000, `extract peak RSS ${extract} KB`);
+      const back = await Deno.open(`${dir}/out/disk-drive-scsi0.raw`);
+      assert.equal((await back.stat()).size, size);
+      for (const [at, length] of pieces) {
+        const buf = new Uint8Array(length);
+        await back.seek(at, Deno.SeekMode.Start);
+        let got = 0;
+        while (got < length) got += (await back.read(buf.subarray(got)))!;
+        assert.deepEqual(buf, pseudoRandom(length, at + 7), `data at ${at}`);
+      }
+      back.close();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
