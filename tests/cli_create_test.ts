@@ -158,6 +158,30 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "vma create --zstd-level changes the zstd output, not the archive inside it",
+  ignore: !have("zstd"),
+  async fn() {
+    const args = ["--uuid", "11111111-2222-4333-8444-555555555555", "--ctime", "1700000000"];
+    for (const [level, name] of [["1", "l1.vma.zst"], ["19", "l19.vma.zst"]]) {
+      const r = await vma(
+        ["create", ...args, "--ordered", "--zstd-level", level, name, ...PROXMOX_ARGS],
+        { cwd: dir },
+      );
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const plain = await vma(["create", ...args, "--ordered", "l.vma", ...PROXMOX_ARGS], {
+      cwd: dir,
+    });
+    assert.equal(plain.code, 0, plain.stderr);
+    const r = await sh(
+      "cmp -s l1.vma.zst l19.vma.zst && echo equal; zstd -dc l1.vma.zst | cmp - l.vma && zstd -dc l19.vma.zst | cmp - l.vma && echo same",
+      dir,
+    );
+    assert.equal(r.stdout, "same\n", r.stderr);
+  },
+});
+
 Deno.test("vma create - writes the archive to stdout, and vma extract - reads it back through a pipe", async () => {
   const r = await sh(
     `set -e -o pipefail; $VMA create - -c mapped/qemu-server.conf -d format=raw:drive-scsi0=disk0.raw -d format=raw:drive-scsi1=disk1.raw | $VMA extract - x-pipe >/dev/null; cmp x-pipe/disk-drive-scsi0.raw disk0.raw; cmp x-pipe/disk-drive-scsi1.raw disk1.raw; cmp x-pipe/qemu-server.conf mapped/qemu-server.conf; echo ok`,
@@ -396,10 +420,15 @@ Deno.test("vma create fails cleanly: existing archive, missing config or disk, o
 
 Deno.test("vma create rejects bad --uuid, --ctime, --compress and --vmid values as usage errors", async () => {
   for (
-    const args of [["--uuid", "nope"], ["--ctime", "yesterday"], ["--compress", "xz"], [
-      "--vmid",
-      "abc",
-    ]]
+    const args of [
+      ["--uuid", "nope"],
+      ["--ctime", "yesterday"],
+      ["--compress", "xz"],
+      ["--vmid", "abc"],
+      ["--zstd-level", "0"],
+      ["--zstd-level", "20"],
+      ["--zstd-level", "fast"],
+    ]
   ) {
     const r = await vma(["create", ...args, "u.vma", "-d", "format=raw:disk0.raw"], { cwd: dir });
     assert.equal(r.code, 2, args.join(" "));

@@ -123,6 +123,10 @@ Options:
       --compress <zstd|gzip|none>
                         compress the archive (default: zstd for a name ending
                         in .zst, gzip for .gz, else none)
+      --zstd-level <1-19>
+                        zstd compression level (default: 3, as vzdump and the
+                        zstd tool; 1 is faster, and on incompressible data
+                        about as small)
       --uuid <uuid>     the archive uuid (default: random)
       --ctime <time>    the archive time: seconds since the epoch or an ISO
                         8601 date (default: $SOURCE_DATE_EPOCH, else now)

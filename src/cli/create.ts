@@ -18,7 +18,7 @@ import { openDiskImageSource } from "./_disk_image_source.ts";
 import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
 import { nodeTransformToWeb } from "./_node_stream.ts";
 import { HELP } from "./_usage.ts";
-import { createGzip, createZstdCompress } from "node:zlib";
+import { constants as zlibConstants, createGzip, createZstdCompress } from "node:zlib";
 
 type Compress = "none" | "zstd" | "gzip";
 
@@ -214,7 +214,13 @@ function openExecSink(command: string): Sink {
   };
 }
 
-function compressor(kind: Compress): TransformStream<Uint8Array, Uint8Array> | undefined {
+/** zstd level when `--zstd-level` is not given: vzdump's (the zstd tool's default). */
+const DEFAULT_ZSTD_LEVEL = 3;
+
+function compressor(
+  kind: Compress,
+  zstdLevel: number,
+): TransformStream<Uint8Array, Uint8Array> | undefined {
   switch (kind) {
     case "none":
       return undefined;
@@ -224,10 +230,12 @@ function compressor(kind: Compress): TransformStream<Uint8Array, Uint8Array> | u
         Uint8Array
       >;
     case "zstd":
-      return nodeTransformToWeb(createZstdCompress({ chunkSize: 1024 * 1024 })) as TransformStream<
-        Uint8Array,
-        Uint8Array
-      >;
+      return nodeTransformToWeb(
+        createZstdCompress({
+          chunkSize: 1024 * 1024,
+          params: { [zlibConstants.ZSTD_c_compressionLevel]: zstdLevel },
+        }),
+      ) as TransformStream<Uint8Array, Uint8Array>;
   }
 }
 
@@ -261,6 +269,7 @@ export async function createCommand(args: string[]): Promise<number> {
     device: { type: "string", short: "d", multiple: true },
     verbose: { type: "boolean", short: "v" },
     compress: { type: "string" },
+    "zstd-level": { type: "string" },
     uuid: { type: "string" },
     ctime: { type: "string" },
     ordered: { type: "boolean" },
@@ -282,6 +291,14 @@ export async function createCommand(args: string[]): Promise<number> {
   if (compressOption !== undefined && !["zstd", "gzip", "none"].includes(compressOption)) {
     throw new UsageError(
       `invalid --compress '${compressOption}': use zstd, gzip or none`,
+      "create",
+    );
+  }
+  const zstdLevelText = lastString(values["zstd-level"]);
+  const zstdLevel = zstdLevelText === undefined ? DEFAULT_ZSTD_LEVEL : Number(zstdLevelText);
+  if (!/^\d{1,2}$/.test(zstdLevelText ?? "3") || zstdLevel < 1 || zstdLevel > 19) {
+    throw new UsageError(
+      `invalid --zstd-level '${zstdLevelText}': use a number from 1 to 19`,
       "create",
     );
   }
@@ -420,7 +437,7 @@ export async function createCommand(args: string[]): Promise<number> {
 
   // Write.
   const sink = await openSink(path);
-  const transform = compressor(compress);
+  const transform = compressor(compress, zstdLevel);
   const pump = transform || !sink.reusesNothing
     ? (transform ? writer.readable.pipeThrough(transform) : writer.readable).pipeTo(sink.writable)
     : pumpRecycling(writer, sink.writable);
