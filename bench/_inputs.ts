@@ -1,7 +1,8 @@
 /**
  * Generates the benchmark's input images in a directory: a raw image that is
- * half random and half zeros, a "mixed" image, the mixed image cut into four
- * disks, and a large sparse image.
+ * half random and half zeros (and the same as qcow2, when `qemu-img` is
+ * installed), a "mixed" image, the mixed image cut into four disks, and a
+ * large sparse image.
  *
  * Random data comes from a 16 MiB pool filled once with
  * `crypto.getRandomValues`; each 8 MiB chunk is a slice of the pool at its own
@@ -72,6 +73,10 @@ export interface Inputs {
   readonly disks: readonly string[];
   /** Mostly holes, with `sparsePieces` pieces of data at scattered offsets. */
   readonly sparse: string;
+  /** `raw` converted with `qemu-img convert -O qcow2` (its zeros unallocated). */
+  readonly qcow2: string;
+  /** Why there is no qcow2 image (`qemu-img` missing or failing), if there is none. */
+  readonly qcow2Missing?: string;
 }
 
 /** A source of incompressible chunks, cheap to produce. */
@@ -159,6 +164,25 @@ async function writeSparse(path: string, sizes: InputSizes, random: RandomChunks
   }
 }
 
+/** Converts `raw` to qcow2 with `qemu-img`; returns why not when it cannot. */
+async function writeQcow2(dir: string, raw: string, qcow2: string): Promise<string | undefined> {
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command("qemu-img", {
+      args: ["convert", "-O", "qcow2", raw, qcow2],
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "qemu-img is not installed";
+    throw error;
+  }
+  if (out.success) return undefined;
+  const reason = new TextDecoder().decode(out.stderr).trim().split("\n")[0];
+  return `qemu-img convert failed: ${reason}`;
+}
+
 /**
  * Writes all inputs into `dir` and flushes them to disk.
  *
@@ -174,8 +198,10 @@ export async function makeInputs(dir: string, sizes: InputSizes): Promise<Inputs
     mixed: "mixed.img",
     disks: Array.from({ length: DISK_COUNT }, (_, i) => `disk${i}.img`),
     sparse: "sparse.img",
+    qcow2: "raw.qcow2",
   };
   await writeRaw(`${dir}/${inputs.raw}`, sizes, random);
+  const qcow2Missing = await writeQcow2(dir, inputs.raw, inputs.qcow2);
   const mixedChunks = sizes.mixed / CHUNK_SIZE;
   await writeImage(`${dir}/${inputs.mixed}`, mixedChunks, (i) => mixedChunk(random, i));
   const diskChunks = mixedChunks / DISK_COUNT;
@@ -185,5 +211,5 @@ export async function makeInputs(dir: string, sizes: InputSizes): Promise<Inputs
   }
   await writeSparse(`${dir}/${inputs.sparse}`, sizes, random);
   await new Deno.Command("sync").output();
-  return inputs;
+  return qcow2Missing === undefined ? inputs : { ...inputs, qcow2Missing };
 }

@@ -69,6 +69,7 @@ async function readInputs(row: RowSpec, dir: string): Promise<void> {
 /** Why the row cannot run now, if it cannot. */
 async function blocker(state: RowState, ctx: ScheduleContext): Promise<string | undefined> {
   const { row } = state;
+  if (row.skip !== undefined) return row.skip;
   if (row.kind === "vma" && ctx.vmaMissing !== undefined) return ctx.vmaMissing;
   if (row.needs !== undefined && !(await exists(`${ctx.dir}/${row.needs.path}`))) {
     return `needs ${row.needs.path}, which ${row.needs.row} did not make`;

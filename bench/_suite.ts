@@ -47,6 +47,8 @@ export interface RowSpec {
   readonly warmup?: boolean;
   /** Untimed check after the last run. */
   readonly check?: (dir: string) => Promise<CheckResult>;
+  /** Why the row cannot run at all (it is n/a with this reason). */
+  readonly skip?: string;
 }
 
 /** A ratio of a vma row's median wall time to its baseline's. */
@@ -150,6 +152,18 @@ function createRows(vma: string, inputs: Inputs): RowSpec[] {
       outputs: [ARCHIVE],
       keep: true,
       check: (dir) => describeFile(dir, ARCHIVE),
+    },
+    {
+      id: "create-qcow2",
+      label: "vma create qcow2 to a file (fsync)",
+      kind: "vma",
+      script: `${vma} create qcow2.vma -d ${
+        shellQuote(`format=qcow2:drive-scsi0=${inputs.qcow2}`)
+      }`,
+      reads: inputs.qcow2Missing === undefined ? [inputs.qcow2] : [],
+      outputs: ["qcow2.vma"],
+      check: (dir) => describeFile(dir, "qcow2.vma"),
+      ...(inputs.qcow2Missing === undefined ? {} : { skip: inputs.qcow2Missing }),
     },
     {
       id: "create-stdout",
@@ -292,6 +306,13 @@ export function suiteTargets(sizes: InputSizes): TargetSpec[] {
       row: "create-file",
       baseline: "cp-raw",
       maxRatio: 0.8,
+    },
+    {
+      id: "create-qcow2",
+      label: `create from qcow2 vs raw, same ${raw} image`,
+      row: "create-qcow2",
+      baseline: "create-file",
+      maxRatio: 1.5,
     },
     {
       id: "create-stdout",
