@@ -172,7 +172,10 @@ export class MappedImage implements DiskImage {
 
   async read(offset: number, length: number): Promise<Uint8Array> {
     checkReadRange(offset, length, this.size);
-    const out = new Uint8Array(length);
+    // Allocated on first use: a read that is one run of stored data returns
+    // the reader's bytes as they are, without a second buffer and a copy.
+    let out: Uint8Array | undefined;
+    let whole: Uint8Array | undefined;
     const end = offset + length;
     // A run of stored data, contiguous in one file, waiting to be read in one go.
     let pending:
@@ -197,7 +200,8 @@ export class MappedImage implements DiskImage {
           }${where} runs past the end of the file`,
         );
       }
-      out.set(bytes, at);
+      if (at === 0 && length === end - offset && out === undefined) whole = bytes;
+      else (out ??= new Uint8Array(end - offset)).set(bytes, at);
     };
 
     let pos = offset;
@@ -220,17 +224,19 @@ export class MappedImage implements DiskImage {
         await flush();
         if (extent.kind === "unit") {
           const unit = await this.#unit(extent.key, extent.load);
-          out.set(unit.subarray(extent.skip, extent.skip + n), at);
+          (out ??= new Uint8Array(length)).set(unit.subarray(extent.skip, extent.skip + n), at);
         } else if (extent.kind === "backing" && this.#backing !== undefined) {
           const available = Math.min(n, this.#backing.size - pos);
-          if (available > 0) out.set(await this.#backing.read(pos, available), at);
+          if (available > 0) {
+            (out ??= new Uint8Array(length)).set(await this.#backing.read(pos, available), at);
+          }
         }
         // "zero", or "backing" without a backing image: already zeros.
       }
       pos += n;
     }
     await flush();
-    return out;
+    return whole ?? out ?? new Uint8Array(length);
   }
 
   async close(): Promise<void> {
