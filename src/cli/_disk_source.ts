@@ -56,6 +56,12 @@ export async function openDiskSource(path: string, format: string): Promise<Disk
   return new RawSource(path, file, size);
 }
 
+/**
+ * Read buffers of a raw source that finished feeding, for the next one: disks
+ * are fed one after another, so a four-disk archive needs one pair, not four.
+ */
+let spareBuffers: Uint8Array[] | undefined;
+
 class RawSource implements DiskSource {
   readonly format = "raw";
   readonly size: number;
@@ -122,6 +128,9 @@ class RawSource implements DiskSource {
       );
     }
     await device.close();
+    // Every read has settled (a failed feed keeps its buffers: a read may be pending).
+    if (this.#buffers !== undefined) spareBuffers = this.#buffers;
+    this.#buffers = undefined;
   }
 
   /**
@@ -141,7 +150,11 @@ class RawSource implements DiskSource {
       throw new CliError(`read error on '${this.path}' - ${describeError(e)}`, { cause: e });
     }
     // Two buffers: the next piece is read while the writer takes this one.
-    const buffers = this.#buffers ??= [new Uint8Array(CHUNK), new Uint8Array(CHUNK)];
+    if (this.#buffers === undefined) {
+      this.#buffers = spareBuffers ?? [new Uint8Array(CHUNK), new Uint8Array(CHUNK)];
+      spareBuffers = undefined;
+    }
+    const buffers = this.#buffers;
     let offset = start;
     let which = 0;
     const want = (at: number) => Math.min(CHUNK, end - at);
@@ -193,12 +206,22 @@ class RawSource implements DiskSource {
   }
 }
 
+/**
+ * CHUNK-sized buffers that feedDiskImage is done with (the DiskImage contract
+ * makes the bytes `read` returns the caller's), for filePositionedReader's
+ * next CHUNK-sized read: a qcow2 or VMDK image is then read without a fresh
+ * 4 MiB buffer per piece.
+ */
+const readPool: Uint8Array[] = [];
+const READ_POOL_SIZE = 2;
+
 /** A PositionedReader over an open file (for the image-format readers). */
 export function filePositionedReader(file: Deno.FsFile, size: number): PositionedReader {
   return {
     size,
     async read(position: number, length: number): Promise<Uint8Array> {
-      const buf = new Uint8Array(Math.max(0, Math.min(length, size - position)));
+      const want = Math.max(0, Math.min(length, size - position));
+      const buf = want === CHUNK ? readPool.pop() ?? new Uint8Array(CHUNK) : new Uint8Array(want);
       await file.seek(position, Deno.SeekMode.Start);
       let filled = 0;
       while (filled < buf.length) {
@@ -229,7 +252,14 @@ export async function feedDiskImage(
   const writeData = async (end: number) => {
     while (at < end) {
       const n = Math.min(CHUNK, end - at);
-      await device.write(at, await image.read(at, n));
+      const bytes = await image.read(at, n);
+      await device.write(at, bytes);
+      if (
+        bytes.byteLength === CHUNK && bytes.buffer.byteLength === CHUNK &&
+        readPool.length < READ_POOL_SIZE && !readPool.includes(bytes)
+      ) {
+        readPool.push(bytes);
+      }
       onBytes(n);
       at += n;
     }
