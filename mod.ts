@@ -29,14 +29,14 @@
  *
  * @module
  */
-export * from "./src/vma_writer.ts";
-export * from "./src/vma_reader.ts";
-export * from "./src/vma_format_error.ts";
-export * from "./src/verify_vma.ts";
-export * from "./src/extract_vma.ts";
-export type * from "./src/disk_image.ts";
-export * from "./src/raw_image.ts";
-export * from "./src/qcow2_image.ts";
-export * from "./src/vmdk_image.ts";
-export * from "./src/open_disk_image.ts";
-export * from "./src/lzop_decompression_stream.ts";
+export * from "./src/vma/vma_writer.ts";
+export * from "./src/vma/vma_reader.ts";
+export * from "./src/vma/vma_format_error.ts";
+export * from "./src/vma/verify_vma.ts";
+export * from "./src/vma/extract_vma.ts";
+export type * from "./src/image/disk_image.ts";
+export * from "./src/image/raw_image.ts";
+export * from "./src/image/qcow2_image.ts";
+export * from "./src/image/vmdk_image.ts";
+export * from "./src/image/open_disk_image.ts";
+export * from "./src/compress/lzop_decompression_stream.ts";

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { LzopDecompressionStream } from "../src/lzop_decompression_stream.ts";
+import { LzopDecompressionStream } from "../src/compress/lzop_decompression_stream.ts";
 
 const mib = Number(Deno.args[0] ?? 256);
 const runs = Number(Deno.args[1] ?? 5);

@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { zstdDecompressSync } from "node:zlib";
-import type { DiskImage, PositionedReader } from "../src/disk_image.ts";
-import { openDiskImage, type OpenDiskImageOptions } from "../src/open_disk_image.ts";
+import type { DiskImage, PositionedReader } from "../src/image/disk_image.ts";
+import { openDiskImage, type OpenDiskImageOptions } from "../src/image/open_disk_image.ts";
 
 /** Why the qemu-based tests skip, or undefined when qemu-img and qemu-io work. */
 export const qemuMissing: string | undefined = await (async () => {

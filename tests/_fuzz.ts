@@ -13,7 +13,7 @@ import {
   VmaReader,
   VmaWriter,
 } from "../mod.ts";
-import { unsafeNameReason } from "../src/_format.ts";
+import { unsafeNameReason } from "../src/vma/_layout.ts";
 import {
   BLOCK_SIZE,
   concat,

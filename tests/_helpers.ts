@@ -1,7 +1,7 @@
 // Shared helpers of the library tests.
 import { md5 } from "@noble/hashes/legacy.js";
 import { type VmaDevice, VmaReader, VmaWriter, type VmaWriterOptions } from "../mod.ts";
-import { extractVma } from "../src/extract_vma.ts";
+import { extractVma } from "../src/vma/extract_vma.ts";
 
 export const FIXED_UUID = "0123abcd-4567-4890-8abc-def012345678";
 export const FIXED_CTIME = new Date("2026-11-24T14:21:54Z");

@@ -1,8 +1,8 @@
 // Opening an archive for the reading commands: input + VmaReader + header,
 // with the header-phase errors as Proxmox words them.
-import { VmaReader } from "../vma_reader.ts";
-import type { VmaHeader } from "../vma_reader.ts";
-import { type ArchiveInput, openArchiveInput } from "./_input.ts";
+import { VmaReader } from "../vma/vma_reader.ts";
+import type { VmaHeader } from "../vma/vma_reader.ts";
+import { type ArchiveInput, openArchiveInput } from "./_archive_input.ts";
 import { CliError } from "./_errors.ts";
 
 /** An archive whose header has been read. */

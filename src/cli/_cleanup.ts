@@ -1,6 +1,6 @@
 // Undo actions run on failure or on SIGINT/SIGTERM, so nothing is left under a
 // final name.
-import { writeStderr } from "./_io.ts";
+import { writeStderr } from "./_stdio.ts";
 
 type Action = () => void;
 

@@ -1,7 +1,7 @@
 // The progress bar on stderr (only when stderr is a terminal): percent, bytes,
 // rate and ETA, redrawn at most every 200 ms, erased at the end.
-import { formatBytes, formatDuration } from "./_format.ts";
-import { stderrIsTerminal, terminalColumns, writeStderr } from "./_io.ts";
+import { formatBytes, formatDuration } from "./_proxmox_text.ts";
+import { stderrIsTerminal, terminalColumns, writeStderr } from "./_stdio.ts";
 
 /** A progress display; the no-op one when stderr is not a terminal. */
 export interface Progress {

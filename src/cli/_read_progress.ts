@@ -1,7 +1,7 @@
 // Progress of verify/extract: Proxmox's `progress N% (read B bytes, duration S
 // sec)` lines on stdout with -v, or the bar on a terminal's stderr.
-import type { VmaProgress } from "../verify_vma.ts";
-import { writeStdoutSync } from "./_io.ts";
+import type { VmaProgress } from "../vma/verify_vma.ts";
+import { writeStdoutSync } from "./_stdio.ts";
 import { createProgress } from "./_progress.ts";
 
 /** An onProgress callback (or undefined when nothing is shown) and a finisher. */

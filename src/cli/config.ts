@@ -6,7 +6,7 @@
 import { lastString, parseCommandArgs } from "./_args.ts";
 import { openArchive } from "./_archive.ts";
 import { CliError, UsageError } from "./_errors.ts";
-import { writeStdout } from "./_io.ts";
+import { writeStdout } from "./_stdio.ts";
 import { HELP } from "./_usage.ts";
 
 /** Runs `vma config`; returns the exit status (255 when the config is not there, as Proxmox). */

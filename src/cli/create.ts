@@ -4,17 +4,17 @@
  *
  * @module
  */
-import { VmaWriter } from "../vma_writer.ts";
-import type { VmaDeviceWriter } from "../vma_writer.ts";
+import { VmaWriter } from "../vma/vma_writer.ts";
+import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
 import { lastString, parseCommandArgs, strings } from "./_args.ts";
 import { toCliError } from "./_archive.ts";
 import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
-import { formatVzdumpTime } from "./_format.ts";
-import { stdoutWritable, warn, writeStderr, writeStdout } from "./_io.ts";
+import { formatVzdumpTime } from "./_proxmox_text.ts";
+import { stdoutWritable, warn, writeStderr, writeStdout } from "./_stdio.ts";
 import { AtomicFile, baseName, lstatOrUndefined } from "./_output.ts";
 import { createProgress } from "./_progress.ts";
-import { type DiskSource, openDiskSource } from "./_disk_source.ts";
-import { openDiskImageSource } from "./_disk_image_source.ts";
+import { type DiskSource, openDiskSource } from "./_raw_source.ts";
+import { openDiskImageSource } from "./_image_source.ts";
 import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
 import { nodeTransformToWeb } from "./_node_stream.ts";
 import { HELP } from "./_usage.ts";

@@ -6,14 +6,14 @@
  * @module
  */
 import * as fs from "node:fs";
-import { extractVma } from "../extract_vma.ts";
-import type { VmaDevice } from "../vma_reader.ts";
-import type { VmaDeviceSink } from "../extract_vma.ts";
+import { extractVma } from "../vma/extract_vma.ts";
+import type { VmaDevice } from "../vma/vma_reader.ts";
+import type { VmaDeviceSink } from "../vma/extract_vma.ts";
 import { lastString, parseCommandArgs, strings } from "./_args.ts";
 import { openArchive, toCliError } from "./_archive.ts";
 import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
-import { formatList, formatSummary } from "./_format.ts";
-import { writeStdout, writeStdoutSync } from "./_io.ts";
+import { formatList, formatSummary } from "./_proxmox_text.ts";
+import { writeStdout, writeStdoutSync } from "./_stdio.ts";
 import { onCleanup } from "./_cleanup.ts";
 import { readProgress } from "./_read_progress.ts";
 import { readMap, type RestoreMapEntry } from "./_restore_map.ts";

@@ -7,8 +7,8 @@
 import { parseCommandArgs } from "./_args.ts";
 import { openArchive } from "./_archive.ts";
 import { UsageError } from "./_errors.ts";
-import { formatList } from "./_format.ts";
-import { writeStdout } from "./_io.ts";
+import { formatList } from "./_proxmox_text.ts";
+import { writeStdout } from "./_stdio.ts";
 import { HELP } from "./_usage.ts";
 
 /** Runs `vma list`; returns the exit status. */

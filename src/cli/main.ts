@@ -6,7 +6,7 @@
  */
 import { BrokenPipeError, CliError, UsageError } from "./_errors.ts";
 import { runCleanup } from "./_cleanup.ts";
-import { writeStderr, writeStdout } from "./_io.ts";
+import { writeStderr, writeStdout } from "./_stdio.ts";
 import { MAIN_HELP, SYNOPSIS, USAGE, VERSION } from "./_usage.ts";
 import { listCommand } from "./list.ts";
 import { configCommand } from "./config.ts";

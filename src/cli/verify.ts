@@ -3,12 +3,12 @@
  *
  * @module
  */
-import { verifyVma } from "../verify_vma.ts";
+import { verifyVma } from "../vma/verify_vma.ts";
 import { parseCommandArgs } from "./_args.ts";
 import { openArchive, toCliError } from "./_archive.ts";
 import { BrokenPipeError, UsageError } from "./_errors.ts";
-import { formatList, formatSummary } from "./_format.ts";
-import { writeStdout } from "./_io.ts";
+import { formatList, formatSummary } from "./_proxmox_text.ts";
+import { writeStdout } from "./_stdio.ts";
 import { readProgress } from "./_read_progress.ts";
 import { HELP } from "./_usage.ts";
 
