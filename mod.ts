@@ -32,6 +32,7 @@
 export * from "./src/vma/vma_writer.ts";
 export * from "./src/vma/vma_reader.ts";
 export * from "./src/vma/vma_format_error.ts";
+export type * from "./src/vma/vma_summary.ts";
 export * from "./src/vma/verify_vma.ts";
 export * from "./src/vma/extract_vma.ts";
 export type * from "./src/image/disk_image.ts";

@@ -1,6 +1,6 @@
 // Progress of verify/extract: Proxmox's `progress N% (read B bytes, duration S
 // sec)` lines on stdout with -v, or the bar on a terminal's stderr.
-import type { VmaProgress } from "../vma/verify_vma.ts";
+import type { VmaProgress } from "../vma/vma_summary.ts";
 import { writeStdoutSync } from "./_stdio.ts";
 import { createProgress } from "./_progress.ts";
 

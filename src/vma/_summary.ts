@@ -2,7 +2,7 @@
 // Private to the library.
 import { CLUSTER_SIZE } from "./_layout.ts";
 import type { VmaCluster, VmaHeader } from "./vma_reader.ts";
-import type { VmaDeviceSummary, VmaProgress, VmaSummary } from "./verify_vma.ts";
+import type { VmaDeviceSummary, VmaProgress, VmaSummary } from "./vma_summary.ts";
 
 /** Accumulates a {@linkcode VmaSummary} and reports progress. */
 export class SummaryCounter {

@@ -1,7 +1,7 @@
 import { BLOCK_SIZE, BLOCKS_PER_CLUSTER, CLUSTER_SIZE } from "./_layout.ts";
 import { SummaryCounter } from "./_summary.ts";
 import type { VmaConfig, VmaDevice, VmaReader } from "./vma_reader.ts";
-import type { VmaProgress, VmaSummary } from "./verify_vma.ts";
+import type { VmaProgress, VmaSummary } from "./vma_summary.ts";
 
 /** Where {@linkcode extractVma} writes one device: positioned writes, like a sparse file. */
 export interface VmaDeviceSink {
