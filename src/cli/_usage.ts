@@ -139,6 +139,9 @@ Options:
       --make-config     when no qemu-server.conf is given, add a minimal one
                         with a drive line and a '#qmdump#map' line per device
       --storage <id>    storage id for --make-config (default: local-lvm)
+      --confine         backing files and VMDK extents must be regular files in
+                        the image's own directory; use it for images you did
+                        not make yourself
       --no-progress     no progress bar (shown on stderr only when stderr is
                         a terminal and -v is not given)
   -h, --help            show this help

@@ -2,6 +2,10 @@
  * `vma create <filename> [-v] [-c <config>]... [-d format=<fmt>:[<name>=]<path>]...`:
  * writes a VMA archive of config files and disk images.
  *
+ * The steps: {@linkcode parseCreateArgs} (options), {@linkcode planOutput}
+ * (where and how to write), {@linkcode readConfigs} and {@linkcode openInputs}
+ * (configs, disks and devices), then {@linkcode runPipeline} (the writing).
+ *
  * @module
  */
 import { VmaWriter } from "../vma/vma_writer.ts";
@@ -10,17 +14,20 @@ import { lastString, parseCommandArgs, strings } from "./_args.ts";
 import { toCliError } from "./_archive.ts";
 import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
 import { formatVzdumpTime } from "./_proxmox_text.ts";
-import { stdoutWritable, warn, writeStderr, writeStdout } from "./_stdio.ts";
-import { AtomicFile, baseName, lstatOrUndefined } from "./_output.ts";
+import { warn, writeStderr, writeStdout } from "./_stdio.ts";
+import { baseName, lstatOrUndefined } from "./_output.ts";
 import { createProgress } from "./_progress.ts";
 import { type DiskSource, openDiskSource } from "./_raw_source.ts";
 import { openDiskImageSource } from "./_image_source.ts";
 import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
-import { nodeTransformToWeb } from "./_node_stream.ts";
+import {
+  type Compress,
+  compressor,
+  DEFAULT_ZSTD_LEVEL,
+  openSink,
+  pumpRecycling,
+} from "./_archive_sink.ts";
 import { HELP } from "./_usage.ts";
-import { constants as zlibConstants, createGzip, createZstdCompress } from "node:zlib";
-
-type Compress = "none" | "zstd" | "gzip";
 
 /** QEMU block drivers that `create` cannot read (yet). */
 const UNSUPPORTED_FORMATS = [
@@ -36,7 +43,8 @@ const UNSUPPORTED_FORMATS = [
   "vvfat",
 ];
 
-interface DiskSpec {
+/** One `-d` disk. */
+export interface DiskSpec {
   spec: string;
   format: string;
   name: string;
@@ -98,172 +106,30 @@ function sourceDateEpoch(): string | undefined {
   }
 }
 
-/** Where the archive goes. */
-interface Sink {
-  readonly writable: WritableStream<Uint8Array>;
-  /** True when a chunk is no longer referenced once its write has settled. */
-  readonly reusesNothing?: boolean;
-  commit(): Promise<void>;
-  discard(): void;
-  readonly description: string;
+/** The options of `vma create`, checked and typed. */
+export interface CreateOptions {
+  /** `<filename>`: a file, `-`, `exec:<command>`, or a directory with `--vmid`. */
+  readonly target: string;
+  readonly verbose: boolean;
+  readonly progress: boolean;
+  /** `--compress`, when given. */
+  readonly compress: Compress | undefined;
+  readonly zstdLevel: number;
+  readonly vmid: string | undefined;
+  readonly uuid: string | undefined;
+  readonly ctime: Date | undefined;
+  readonly ordered: boolean;
+  readonly makeConfig: boolean;
+  readonly storage: string;
+  /** `--confine`: backing files and extents only beside the image. */
+  readonly confine: boolean;
+  /** `-c` files. */
+  readonly configFiles: readonly string[];
+  readonly disks: readonly DiskSpec[];
 }
 
-async function openSink(target: string): Promise<Sink> {
-  if (target === "-") {
-    if (Deno.stdout.isTerminal()) {
-      throw new CliError(
-        "refusing to write the archive to a terminal (redirect standard output or give a file name)",
-      );
-    }
-    return {
-      writable: stdoutWritable(),
-      reusesNothing: true,
-      commit: () => Promise.resolve(),
-      discard() {},
-      description: "standard output",
-    };
-  }
-  if (target.startsWith("exec:")) return openExecSink(target.slice(5));
-  const info = lstatOrUndefined(target);
-  if (info && (info.isFifo || info.isCharDevice)) {
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(target, { write: true });
-    } catch (e) {
-      throw new CliError(`can't open file ${target} - ${describeError(e)}`, { cause: e });
-    }
-    return {
-      writable: new WritableStream({
-        async write(chunk) {
-          let off = 0;
-          while (off < chunk.length) off += await file.write(chunk.subarray(off));
-        },
-      }),
-      commit() {
-        file.close();
-        return Promise.resolve();
-      },
-      discard() {
-        try {
-          file.close();
-        } catch {
-          // closed
-        }
-      },
-      description: target,
-    };
-  }
-  const file = await AtomicFile.create(target);
-  return {
-    writable: file.writable,
-    reusesNothing: true,
-    commit: () => file.commit(),
-    discard: () => file.discard(),
-    description: target,
-  };
-}
-
-function openExecSink(command: string): Sink {
-  if (Deno.build.os === "windows") {
-    throw new CliError(`can't popen command '${command}' - not supported on Windows`);
-  }
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command("sh", { args: ["-c", command], stdin: "piped" }).spawn();
-  } catch (e) {
-    throw new CliError(`can't popen command '${command}' - ${describeError(e)}`, { cause: e });
-  }
-  const stdin = child.stdin.getWriter();
-  let closed = false;
-  const failed = async (): Promise<CliError | undefined> => {
-    const status = await child.status;
-    return status.success
-      ? undefined
-      : new CliError(`command '${command}' failed with exit status ${status.code}`);
-  };
-  return {
-    writable: new WritableStream({
-      async write(chunk) {
-        try {
-          await stdin.write(chunk);
-        } catch (e) {
-          throw (await failed()) ??
-            new CliError(`command '${command}' stopped reading - ${describeError(e)}`, {
-              cause: e,
-            });
-        }
-      },
-    }),
-    async commit() {
-      closed = true;
-      await stdin.close().catch(() => {});
-      const error = await failed();
-      if (error) throw error;
-    },
-    discard() {
-      if (closed) return;
-      closed = true;
-      stdin.abort().catch(() => {});
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // exited
-      }
-    },
-    description: `command '${command}'`,
-  };
-}
-
-/** zstd level when `--zstd-level` is not given: vzdump's (the zstd tool's default). */
-const DEFAULT_ZSTD_LEVEL = 3;
-
-function compressor(
-  kind: Compress,
-  zstdLevel: number,
-): TransformStream<Uint8Array, Uint8Array> | undefined {
-  switch (kind) {
-    case "none":
-      return undefined;
-    case "gzip":
-      return nodeTransformToWeb(createGzip({ chunkSize: 1024 * 1024 })) as TransformStream<
-        Uint8Array,
-        Uint8Array
-      >;
-    case "zstd":
-      return nodeTransformToWeb(
-        createZstdCompress({
-          chunkSize: 1024 * 1024,
-          params: { [zlibConstants.ZSTD_c_compressionLevel]: zstdLevel },
-        }),
-      ) as TransformStream<Uint8Array, Uint8Array>;
-  }
-}
-
-/**
- * Copies the archive into `writable`, handing each chunk back to the writer
- * once written (VmaWriter.recycle), so extent buffers are reused instead of
- * allocated per extent.
- */
-async function pumpRecycling(writer: VmaWriter, writable: WritableStream<Uint8Array>) {
-  const reader = writer.readable.getReader();
-  const out = writable.getWriter();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      await out.write(value);
-      writer.recycle(value);
-    }
-    await out.close();
-  } catch (e) {
-    reader.cancel(e).catch(() => {});
-    out.abort(e).catch(() => {});
-    throw e;
-  }
-}
-
-/** Runs `vma create`; returns the exit status. */
-export async function createCommand(args: string[]): Promise<number> {
+/** Parses the command line of `vma create`; undefined after printing `--help`. */
+export async function parseCreateArgs(args: string[]): Promise<CreateOptions | undefined> {
   const { values, positionals } = parseCommandArgs("create", args, {
     config: { type: "string", short: "c", multiple: true },
     device: { type: "string", short: "d", multiple: true },
@@ -276,32 +142,20 @@ export async function createCommand(args: string[]): Promise<number> {
     vmid: { type: "string" },
     "make-config": { type: "boolean" },
     storage: { type: "string" },
+    confine: { type: "boolean" },
     "no-progress": { type: "boolean" },
   });
   if (values.help) {
     await writeStdout(HELP.create);
-    return 0;
+    return undefined;
   }
   if (positionals.length === 0) throw new UsageError("missing <filename>", "create");
   const [target, ...legacy] = positionals;
-  const verbose = values.verbose === true;
-
-  // Options.
-  const compressOption = lastString(values.compress);
-  if (compressOption !== undefined && !["zstd", "gzip", "none"].includes(compressOption)) {
-    throw new UsageError(
-      `invalid --compress '${compressOption}': use zstd, gzip or none`,
-      "create",
-    );
+  const compress = lastString(values.compress);
+  if (compress !== undefined && !["zstd", "gzip", "none"].includes(compress)) {
+    throw new UsageError(`invalid --compress '${compress}': use zstd, gzip or none`, "create");
   }
-  const zstdLevelText = lastString(values["zstd-level"]);
-  const zstdLevel = zstdLevelText === undefined ? DEFAULT_ZSTD_LEVEL : Number(zstdLevelText);
-  if (!/^\d{1,2}$/.test(zstdLevelText ?? "3") || zstdLevel < 1 || zstdLevel > 19) {
-    throw new UsageError(
-      `invalid --zstd-level '${zstdLevelText}': use a number from 1 to 19`,
-      "create",
-    );
-  }
+  const zstdLevel = parseZstdLevel(lastString(values["zstd-level"]));
   const vmid = lastString(values.vmid);
   if (vmid !== undefined && !/^[1-9]\d{2,8}$/.test(vmid)) {
     throw new UsageError(`invalid --vmid '${vmid}': a VM id is a number from 100`, "create");
@@ -309,29 +163,66 @@ export async function createCommand(args: string[]): Promise<number> {
   if (vmid !== undefined && (target === "-" || target.startsWith("exec:"))) {
     throw new UsageError("--vmid needs a directory as <filename>", "create");
   }
-  const ctimeText = lastString(values.ctime);
-  const sde = ctimeText === undefined ? sourceDateEpoch() : undefined;
-  const ctime = ctimeText !== undefined
-    ? parseTime(ctimeText, "--ctime")
-    : sde !== undefined
-    ? parseTime(sde, "SOURCE_DATE_EPOCH")
-    : undefined;
-  const uuid = lastString(values.uuid);
-  let writer: VmaWriter;
+  return {
+    target,
+    verbose: values.verbose === true,
+    progress: values.verbose !== true && values["no-progress"] !== true,
+    compress: compress as Compress | undefined,
+    zstdLevel,
+    vmid,
+    uuid: lastString(values.uuid),
+    ctime: parseCtime(lastString(values.ctime)),
+    ordered: values.ordered === true,
+    makeConfig: values["make-config"] === true,
+    storage: lastString(values.storage) ?? "local-lvm",
+    confine: values.confine === true,
+    configFiles: strings(values.config),
+    disks: parseDisks(strings(values.device), legacy),
+  };
+}
+
+function parseZstdLevel(text: string | undefined): number {
+  const level = text === undefined ? DEFAULT_ZSTD_LEVEL : Number(text);
+  if (!/^\d{1,2}$/.test(text ?? "3") || level < 1 || level > 19) {
+    throw new UsageError(`invalid --zstd-level '${text}': use a number from 1 to 19`, "create");
+  }
+  return level;
+}
+
+/** `--ctime`, else $SOURCE_DATE_EPOCH, else undefined (now). */
+function parseCtime(text: string | undefined): Date | undefined {
+  if (text !== undefined) return parseTime(text, "--ctime");
+  const sde = sourceDateEpoch();
+  return sde === undefined ? undefined : parseTime(sde, "SOURCE_DATE_EPOCH");
+}
+
+/** The writer for `options`; a bad `--uuid` is a usage error. */
+function newWriter(options: CreateOptions): VmaWriter {
   try {
-    writer = new VmaWriter({ uuid, ctime, ordered: values.ordered === true });
+    return new VmaWriter({ uuid: options.uuid, ctime: options.ctime, ordered: options.ordered });
   } catch (e) {
     throw new UsageError(
-      `invalid --uuid '${uuid}': ${e instanceof Error ? e.message : String(e)}`,
+      `invalid --uuid '${options.uuid}': ${e instanceof Error ? e.message : String(e)}`,
       "create",
     );
   }
-  const disks = parseDisks(strings(values.device), legacy);
-  const storage = lastString(values.storage) ?? "local-lvm";
+}
 
-  // Where to write, and how.
+/** Where the archive goes and how it is compressed. */
+export interface OutputPlan {
+  /** A file path, `-` or `exec:<command>`. */
+  readonly path: string;
+  readonly compress: Compress;
+}
+
+/**
+ * Decides the output path (the vzdump name in the `--vmid` directory) and the
+ * compression (from `--compress` or the name), and refuses an existing file.
+ */
+export function planOutput(options: CreateOptions, ctime: Date): OutputPlan {
+  const { target, vmid } = options;
   let path = target;
-  let compress: Compress = (compressOption as Compress | undefined) ?? "none";
+  let compress: Compress = options.compress ?? "none";
   if (vmid !== undefined) {
     const info = lstatOrUndefined(target);
     if (!info?.isDirectory) {
@@ -339,9 +230,9 @@ export async function createCommand(args: string[]): Promise<number> {
     }
     const ext = compress === "zstd" ? ".vma.zst" : compress === "gzip" ? ".vma.gz" : ".vma";
     path = `${target.replace(/\/+$/, "") || "/"}/vzdump-qemu-${vmid}-${
-      formatVzdumpTime(writer.ctime)
+      formatVzdumpTime(ctime)
     }${ext}`.replace(/^\/\//, "/");
-  } else if (compressOption === undefined && target !== "-" && !target.startsWith("exec:")) {
+  } else if (options.compress === undefined && target !== "-" && !target.startsWith("exec:")) {
     if (target.endsWith(".zst")) compress = "zstd";
     else if (target.endsWith(".gz")) compress = "gzip";
   }
@@ -351,10 +242,22 @@ export async function createCommand(args: string[]): Promise<number> {
       throw new CliError(`can't open file ${path} - File exists`);
     }
   }
+  return { path, compress };
+}
 
-  // Configs.
-  const configs: { name: string; data: Uint8Array }[] = [];
-  for (const file of strings(values.config)) {
+/** A config as added to the archive. */
+interface Config {
+  readonly name: string;
+  readonly data: Uint8Array;
+}
+
+/** Reads the `-c` files and adds them to `writer` under their base names. */
+export async function readConfigs(
+  writer: VmaWriter,
+  files: readonly string[],
+): Promise<Config[]> {
+  const configs: Config[] = [];
+  for (const file of files) {
     let data: Uint8Array;
     try {
       data = await Deno.readFile(file);
@@ -375,90 +278,120 @@ export async function createCommand(args: string[]): Promise<number> {
     }
     configs.push({ name, data });
   }
+  return configs;
+}
 
-  // Disks.
+/** The opened disks and their devices in the writer. */
+export interface Inputs {
+  readonly sources: readonly DiskSource[];
+  readonly devices: readonly VmaDeviceWriter[];
+}
+
+/**
+ * Opens the disks, adds the generated qemu-server.conf (`--make-config`) and
+ * then the devices to `writer`, and warns about map lines qmrestore refuses.
+ * Closes what it opened when it fails.
+ */
+export async function openInputs(
+  writer: VmaWriter,
+  options: CreateOptions,
+  configs: Config[],
+): Promise<Inputs> {
   const sources: DiskSource[] = [];
-  const devices: VmaDeviceWriter[] = [];
   try {
-    for (const disk of disks) {
-      if (UNSUPPORTED_FORMATS.includes(disk.format)) {
-        throw new CliError(
-          `bdrv_open '${disk.path}' failed - format '${disk.format}' is not supported yet (raw, qcow2 and vmdk are)`,
-        );
-      }
-      const source = disk.format === "raw"
-        ? await openDiskSource(disk.path, disk.format)
-        : await openDiskImageSource(disk.path, disk.format);
-      sources.push(source);
-      if (source.size !== source.imageSize) {
-        warn(
-          `image '${disk.path}' size ${source.imageSize} is not a multiple of 512: padded with ${
-            source.size - source.imageSize
-          } zero bytes to ${source.size}`,
-        );
-      }
-    }
-    // A generated qemu-server.conf comes before the devices are added.
-    const hasConf = configs.some((c) => c.name === "qemu-server.conf");
-    if (values["make-config"] === true) {
-      if (hasConf) {
-        warn("--make-config: a qemu-server.conf is given, so none is generated");
-      } else {
-        const text = generateConfig(
-          disks.map((d, i) => ({ name: d.name, size: sources[i].size })),
-          { storage, vmid },
-        );
-        writer.addConfig("qemu-server.conf", text);
-        configs.push({ name: "qemu-server.conf", data: new TextEncoder().encode(text) });
-      }
-    }
-    for (let i = 0; i < disks.length; i++) {
+    for (const disk of options.disks) sources.push(await openDisk(disk, options.confine));
+    if (options.makeConfig) addGeneratedConfig(writer, options, configs, sources);
+    const devices = options.disks.map((disk, i) => {
       try {
-        devices.push(writer.addDevice(disks[i].name, sources[i].size));
+        return writer.addDevice(disk.name, sources[i].size);
       } catch (e) {
         throw new CliError(
-          `vma_writer_register_stream '${disks[i].name}' failed - ${describeError(e)}`,
+          `vma_writer_register_stream '${disk.name}' failed - ${describeError(e)}`,
           { cause: e },
         );
       }
-    }
+    });
     const conf = configs.find((c) => c.name === "qemu-server.conf");
     if (conf) {
       const problems = restoreProblems(
         new TextDecoder().decode(conf.data),
-        disks.map((d) => d.name).filter((n) => n !== "vmstate"),
+        options.disks.map((d) => d.name).filter((n) => n !== "vmstate"),
       );
       for (const p of problems) warn(p);
     }
+    return { sources, devices };
   } catch (e) {
     for (const s of sources) s.close();
     throw e;
   }
+}
 
-  // Write.
-  const sink = await openSink(path);
-  const transform = compressor(compress, zstdLevel);
+/** Opens one `-d` disk; warns when its size is padded to a multiple of 512. */
+async function openDisk(disk: DiskSpec, confine: boolean): Promise<DiskSource> {
+  if (UNSUPPORTED_FORMATS.includes(disk.format)) {
+    throw new CliError(
+      `bdrv_open '${disk.path}' failed - format '${disk.format}' is not supported yet (raw, qcow2 and vmdk are)`,
+    );
+  }
+  const source = disk.format === "raw"
+    ? await openDiskSource(disk.path, disk.format)
+    : await openDiskImageSource(disk.path, disk.format, { confine });
+  if (source.size !== source.imageSize) {
+    warn(
+      `image '${disk.path}' size ${source.imageSize} is not a multiple of 512: padded with ${
+        source.size - source.imageSize
+      } zero bytes to ${source.size}`,
+    );
+  }
+  return source;
+}
+
+/** `--make-config`: a minimal qemu-server.conf, unless one is given. */
+function addGeneratedConfig(
+  writer: VmaWriter,
+  options: CreateOptions,
+  configs: Config[],
+  sources: readonly DiskSource[],
+): void {
+  if (configs.some((c) => c.name === "qemu-server.conf")) {
+    warn("--make-config: a qemu-server.conf is given, so none is generated");
+    return;
+  }
+  const text = generateConfig(
+    options.disks.map((d, i) => ({ name: d.name, size: sources[i].size })),
+    { storage: options.storage, vmid: options.vmid },
+  );
+  writer.addConfig("qemu-server.conf", text);
+  configs.push({ name: "qemu-server.conf", data: new TextEncoder().encode(text) });
+}
+
+/** Bytes of zeros per disk, as counted by the writer. */
+type ZeroCounts = number[];
+
+/**
+ * Feeds the disks into `writer` while its archive streams into the sink
+ * (compressed as planned); commits the output, or discards it on failure.
+ */
+export async function runPipeline(
+  writer: VmaWriter,
+  inputs: Inputs,
+  plan: OutputPlan,
+  options: CreateOptions,
+): Promise<ZeroCounts> {
+  const { sources, devices } = inputs;
+  const sink = await openSink(plan.path);
+  const transform = compressor(plan.compress, options.zstdLevel);
   const pump = transform || !sink.reusesNothing
     ? (transform ? writer.readable.pipeThrough(transform) : writer.readable).pipeTo(sink.writable)
     : pumpRecycling(writer, sink.writable);
-  const total = sources.reduce((n, s) => n + s.size, 0);
-  let transferred = 0;
-  let lastPercent = -1;
-  const bar = createProgress("create", !verbose && values["no-progress"] !== true);
-  const onBytes = (n: number) => {
-    transferred += n;
-    if (verbose && total > 0) {
-      const percent = Math.floor((transferred * 100) / total);
-      if (percent !== lastPercent) {
-        lastPercent = percent;
-        writeStderr(
-          `progress ${percent}% ${transferred}/${total} ${writer.stats.zeroBytes}\n`,
-        );
-      }
-    }
-    bar.update(transferred, total);
-  };
-  const zeros: number[] = [];
+  const bar = createProgress("create", options.progress);
+  const onBytes = progressCounter(
+    writer,
+    sources,
+    options.verbose,
+    (done, total) => bar.update(done, total),
+  );
+  const zeros: ZeroCounts = [];
   const feed = async () => {
     for (let i = 0; i < sources.length; i++) {
       const before = writer.stats.zeroBytes;
@@ -480,15 +413,49 @@ export async function createCommand(args: string[]): Promise<number> {
     throw toCliError(e, e instanceof CliError ? "" : "creating vma archive failed - ");
   }
   bar.finish();
-  if (verbose) {
-    disks.forEach((d, i) => {
-      writeStderr(
-        `image ${d.name}: size=${sources[i].size} zeros=${zeros[i]} saved=${
-          sources[i].size - zeros[i]
-        }\n`,
-      );
+  return zeros;
+}
+
+/** The per-chunk progress callback: `-v` percent lines and the progress bar. */
+function progressCounter(
+  writer: VmaWriter,
+  sources: readonly DiskSource[],
+  verbose: boolean,
+  update: (done: number, total: number) => void,
+): (n: number) => void {
+  const total = sources.reduce((n, s) => n + s.size, 0);
+  let transferred = 0;
+  let lastPercent = -1;
+  return (n: number) => {
+    transferred += n;
+    if (verbose && total > 0) {
+      const percent = Math.floor((transferred * 100) / total);
+      if (percent !== lastPercent) {
+        lastPercent = percent;
+        writeStderr(
+          `progress ${percent}% ${transferred}/${total} ${writer.stats.zeroBytes}\n`,
+        );
+      }
+    }
+    update(transferred, total);
+  };
+}
+
+/** Runs `vma create`; returns the exit status. */
+export async function createCommand(args: string[]): Promise<number> {
+  const options = await parseCreateArgs(args);
+  if (options === undefined) return 0;
+  const writer = newWriter(options);
+  const plan = planOutput(options, writer.ctime);
+  const configs = await readConfigs(writer, options.configFiles);
+  const inputs = await openInputs(writer, options, configs);
+  const zeros = await runPipeline(writer, inputs, plan, options);
+  if (options.verbose) {
+    options.disks.forEach((d, i) => {
+      const size = inputs.sources[i].size;
+      writeStderr(`image ${d.name}: size=${size} zeros=${zeros[i]} saved=${size - zeros[i]}\n`);
     });
   }
-  if (vmid !== undefined) await writeStdout(`${path}\n`);
+  if (options.vmid !== undefined) await writeStdout(`${plan.path}\n`);
   return 0;
 }
