@@ -1,6 +1,7 @@
 // Output files: written under a temporary name in the same directory, fsynced
 // and renamed at the end; removed on failure or on a signal.
 import { CliError, describeError } from "./_errors.ts";
+import * as fs from "node:fs";
 import { onCleanup } from "./_cleanup.ts";
 
 /** Directory part of a path (`.` when none). */
@@ -211,4 +212,22 @@ export class AtomicFile {
     }
     this.#removeCleanup();
   }
+}
+
+/**
+ * Moves `from` to `to` without ever replacing a file at `to` (a hard link, then
+ * unlinking `from`; where hard links fail, a check and a rename).
+ */
+export function renameNoReplace(from: string, to: string): void {
+  try {
+    fs.linkSync(from, to);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === "EEXIST" || code === "ENOENT") throw e;
+    // No hard links here (FAT, some network file systems): check, then rename.
+    if (fs.existsSync(to)) throw Object.assign(new Error("File exists"), { code: "EEXIST" });
+    fs.renameSync(from, to);
+    return;
+  }
+  fs.unlinkSync(from);
 }
