@@ -6,6 +6,7 @@ import { stdoutWritable } from "./_stdio.ts";
 import { AtomicFile, lstatOrUndefined } from "./_output.ts";
 import { nodeTransformToWeb } from "./_node_stream.ts";
 import { constants as zlibConstants, createGzip, createZstdCompress } from "node:zlib";
+import { shown, shownQuoted } from "./_quote.ts";
 
 /** How the archive is compressed. */
 export type Compress = "none" | "zstd" | "gzip";
@@ -42,7 +43,7 @@ export async function openSink(target: string): Promise<Sink> {
     try {
       file = await Deno.open(target, { write: true });
     } catch (e) {
-      throw new CliError(`can't open file ${target} - ${describeError(e)}`, { cause: e });
+      throw new CliError(`can't open file ${shown(target)} - ${describeError(e)}`, { cause: e });
     }
     return {
       writable: new WritableStream({
@@ -77,13 +78,15 @@ export async function openSink(target: string): Promise<Sink> {
 
 function openExecSink(command: string): Sink {
   if (Deno.build.os === "windows") {
-    throw new CliError(`can't popen command '${command}' - not supported on Windows`);
+    throw new CliError(`can't popen command ${shownQuoted(command)} - not supported on Windows`);
   }
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command("sh", { args: ["-c", command], stdin: "piped" }).spawn();
   } catch (e) {
-    throw new CliError(`can't popen command '${command}' - ${describeError(e)}`, { cause: e });
+    throw new CliError(`can't popen command ${shownQuoted(command)} - ${describeError(e)}`, {
+      cause: e,
+    });
   }
   const stdin = child.stdin.getWriter();
   let closed = false;
@@ -91,7 +94,7 @@ function openExecSink(command: string): Sink {
     const status = await child.status;
     return status.success
       ? undefined
-      : new CliError(`command '${command}' failed with exit status ${status.code}`);
+      : new CliError(`command ${shownQuoted(command)} failed with exit status ${status.code}`);
   };
   return {
     writable: new WritableStream({
@@ -100,7 +103,7 @@ function openExecSink(command: string): Sink {
           await stdin.write(chunk);
         } catch (e) {
           throw (await failed()) ??
-            new CliError(`command '${command}' stopped reading - ${describeError(e)}`, {
+            new CliError(`command ${shownQuoted(command)} stopped reading - ${describeError(e)}`, {
               cause: e,
             });
         }
@@ -122,7 +125,7 @@ function openExecSink(command: string): Sink {
         // exited
       }
     },
-    description: `command '${command}'`,
+    description: `command ${shownQuoted(command)}`,
   };
 }
 

@@ -3,6 +3,7 @@
 import { CliError, describeError } from "./_errors.ts";
 import * as fs from "node:fs";
 import { onCleanup } from "./_cleanup.ts";
+import { shown } from "./_quote.ts";
 
 /** Directory part of a path (`.` when none). */
 export function dirName(path: string): string {
@@ -115,7 +116,7 @@ export class AtomicFile {
    */
   static async create(path: string): Promise<AtomicFile> {
     if (lstatOrUndefined(path) !== undefined) {
-      throw new CliError(`can't open file ${path} - File exists`);
+      throw new CliError(`can't open file ${shown(path)} - File exists`);
     }
     const tempPath = `${dirName(path)}/.${baseName(path)}.vma-tmp-${randomSuffix()}`;
     // Registered before the file exists, so a signal during open removes it too.
@@ -137,7 +138,7 @@ export class AtomicFile {
       file = await Deno.open(tempPath, { write: true, createNew: true, mode: 0o644 });
     } catch (e) {
       removeCleanup();
-      throw new CliError(`can't open file ${path} - ${describeError(e)}`, { cause: e });
+      throw new CliError(`can't open file ${shown(path)} - ${describeError(e)}`, { cause: e });
     }
     return new AtomicFile(path, tempPath, file, removeCleanup, (f) => {
       opened = f;
@@ -170,7 +171,7 @@ export class AtomicFile {
     this.#file.close();
     if (lstatOrUndefined(this.path) !== undefined) {
       this.discard();
-      throw new CliError(`can't open file ${this.path} - File exists`);
+      throw new CliError(`can't open file ${shown(this.path)} - File exists`);
     }
     try {
       await Deno.rename(this.tempPath, this.path);

@@ -8,6 +8,7 @@ import { openArchive } from "./_archive.ts";
 import { CliError, UsageError } from "./_errors.ts";
 import { writeStdout } from "./_stdio.ts";
 import { HELP } from "./_usage.ts";
+import { shownQuoted } from "./_quote.ts";
 
 /** Runs `vma config`; returns the exit status (255 when the config is not there, as Proxmox). */
 export async function configCommand(args: string[]): Promise<number> {
@@ -20,7 +21,9 @@ export async function configCommand(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) {
     throw new UsageError(
-      positionals.length === 0 ? "missing <filename>" : `unexpected argument '${positionals[1]}'`,
+      positionals.length === 0
+        ? "missing <filename>"
+        : `unexpected argument ${shownQuoted(positionals[1])}`,
       "config",
     );
   }
@@ -29,7 +32,7 @@ export async function configCommand(args: string[]): Promise<number> {
   await reader.cancel().catch(() => {});
   const config = header.configs.find((c) => c.name === name);
   if (!config) {
-    throw new CliError(`unable to find configuration data '${name}'`, {
+    throw new CliError(`unable to find configuration data ${shownQuoted(name)}`, {
       exitCode: 255,
       bare: true,
     });

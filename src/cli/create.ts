@@ -28,6 +28,7 @@ import {
   pumpRecycling,
 } from "./_archive_sink.ts";
 import { HELP } from "./_usage.ts";
+import { shown, shownQuoted } from "./_quote.ts";
 
 /** QEMU block drivers that `create` cannot read (yet). */
 const UNSUPPORTED_FORMATS = [
@@ -65,9 +66,9 @@ function parseDisks(dashD: string[], legacy: string[]): DiskSpec[] {
       format = m[1];
       rest = spec.slice(m[0].length);
     } else if (spec.startsWith("format=")) {
-      throw new CliError(`option 'format' not terminated ('${spec}')`);
+      throw new CliError(`option 'format' not terminated (${shownQuoted(spec)})`);
     } else if (dashD.length) {
-      throw new CliError(`No format specified for device: '${spec}'`);
+      throw new CliError(`No format specified for device: ${shownQuoted(spec)}`);
     } else {
       warn(
         `Specifying a device without a format is deprecated - use '-d format=<format>:${spec}'`,
@@ -77,7 +78,7 @@ function parseDisks(dashD: string[], legacy: string[]): DiskSpec[] {
     const eq = rest.indexOf("=");
     const name = eq >= 0 ? rest.slice(0, eq) : `disk${index}`;
     const path = eq >= 0 ? rest.slice(eq + 1) : rest;
-    if (path === "") throw new CliError(`No path specified for device: '${spec}'`);
+    if (path === "") throw new CliError(`No path specified for device: ${shownQuoted(spec)}`);
     return { spec, format, name, path };
   });
 }
@@ -90,7 +91,7 @@ function parseTime(text: string, what: string): Date {
   else ms = NaN;
   if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) {
     throw new UsageError(
-      `invalid ${what} '${text}': give seconds since the epoch or an ISO 8601 date`,
+      `invalid ${what} ${shownQuoted(text)}: give seconds since the epoch or an ISO 8601 date`,
       "create",
     );
   }
@@ -153,12 +154,18 @@ export async function parseCreateArgs(args: string[]): Promise<CreateOptions | u
   const [target, ...legacy] = positionals;
   const compress = lastString(values.compress);
   if (compress !== undefined && !["zstd", "gzip", "none"].includes(compress)) {
-    throw new UsageError(`invalid --compress '${compress}': use zstd, gzip or none`, "create");
+    throw new UsageError(
+      `invalid --compress ${shownQuoted(compress)}: use zstd, gzip or none`,
+      "create",
+    );
   }
   const zstdLevel = parseZstdLevel(lastString(values["zstd-level"]));
   const vmid = lastString(values.vmid);
   if (vmid !== undefined && !/^[1-9]\d{2,8}$/.test(vmid)) {
-    throw new UsageError(`invalid --vmid '${vmid}': a VM id is a number from 100`, "create");
+    throw new UsageError(
+      `invalid --vmid ${shownQuoted(vmid)}: a VM id is a number from 100`,
+      "create",
+    );
   }
   if (vmid !== undefined && (target === "-" || target.startsWith("exec:"))) {
     throw new UsageError("--vmid needs a directory as <filename>", "create");
@@ -184,7 +191,10 @@ export async function parseCreateArgs(args: string[]): Promise<CreateOptions | u
 function parseZstdLevel(text: string | undefined): number {
   const level = text === undefined ? DEFAULT_ZSTD_LEVEL : Number(text);
   if (!/^\d{1,2}$/.test(text ?? "3") || level < 1 || level > 19) {
-    throw new UsageError(`invalid --zstd-level '${text}': use a number from 1 to 19`, "create");
+    throw new UsageError(
+      `invalid --zstd-level ${shownQuoted(String(text))}: use a number from 1 to 19`,
+      "create",
+    );
   }
   return level;
 }
@@ -202,7 +212,9 @@ function newWriter(options: CreateOptions): VmaWriter {
     return new VmaWriter({ uuid: options.uuid, ctime: options.ctime, ordered: options.ordered });
   } catch (e) {
     throw new UsageError(
-      `invalid --uuid '${options.uuid}': ${e instanceof Error ? e.message : String(e)}`,
+      `invalid --uuid ${shownQuoted(String(options.uuid))}: ${
+        e instanceof Error ? e.message : String(e)
+      }`,
       "create",
     );
   }
@@ -226,7 +238,7 @@ export function planOutput(options: CreateOptions, ctime: Date): OutputPlan {
   if (vmid !== undefined) {
     const info = lstatOrUndefined(target);
     if (!info?.isDirectory) {
-      throw new CliError(`--vmid: '${target}' is not a directory`);
+      throw new CliError(`--vmid: ${shownQuoted(target)} is not a directory`);
     }
     const ext = compress === "zstd" ? ".vma.zst" : compress === "gzip" ? ".vma.gz" : ".vma";
     path = `${target.replace(/\/+$/, "") || "/"}/vzdump-qemu-${vmid}-${
@@ -239,7 +251,7 @@ export function planOutput(options: CreateOptions, ctime: Date): OutputPlan {
   if (path !== "-" && !path.startsWith("exec:")) {
     const info = lstatOrUndefined(path);
     if (info && !info.isFifo && !info.isCharDevice) {
-      throw new CliError(`can't open file ${path} - File exists`);
+      throw new CliError(`can't open file ${shown(path)} - File exists`);
     }
   }
   return { path, compress };
@@ -263,7 +275,7 @@ export async function readConfigs(
       data = await Deno.readFile(file);
     } catch (e) {
       throw new CliError(
-        `Unable to read file: Failed to open file \u201c${file}\u201d: ${describeError(e)}`,
+        `Unable to read file: Failed to open file \u201c${shown(file)}\u201d: ${describeError(e)}`,
         { cause: e },
       );
     }
@@ -272,7 +284,7 @@ export async function readConfigs(
       writer.addConfig(name, data);
     } catch (e) {
       throw new CliError(
-        `Unable to append config data ${file} (len = ${data.length}) - ${describeError(e)}`,
+        `Unable to append config data ${shown(file)} (len = ${data.length}) - ${describeError(e)}`,
         { cause: e },
       );
     }
@@ -306,7 +318,7 @@ export async function openInputs(
         return writer.addDevice(disk.name, sources[i].size);
       } catch (e) {
         throw new CliError(
-          `vma_writer_register_stream '${disk.name}' failed - ${describeError(e)}`,
+          `vma_writer_register_stream ${shownQuoted(disk.name)} failed - ${describeError(e)}`,
           { cause: e },
         );
       }
@@ -330,7 +342,9 @@ export async function openInputs(
 async function openDisk(disk: DiskSpec, confine: boolean): Promise<DiskSource> {
   if (UNSUPPORTED_FORMATS.includes(disk.format)) {
     throw new CliError(
-      `bdrv_open '${disk.path}' failed - format '${disk.format}' is not supported yet (raw, qcow2 and vmdk are)`,
+      `bdrv_open ${shownQuoted(disk.path)} failed - format ${
+        shownQuoted(disk.format)
+      } is not supported yet (raw, qcow2 and vmdk are)`,
     );
   }
   const source = disk.format === "raw"
@@ -338,7 +352,9 @@ async function openDisk(disk: DiskSpec, confine: boolean): Promise<DiskSource> {
     : await openDiskImageSource(disk.path, disk.format, { confine });
   if (source.size !== source.imageSize) {
     warn(
-      `image '${disk.path}' size ${source.imageSize} is not a multiple of 512: padded with ${
+      `image ${
+        shownQuoted(disk.path)
+      } size ${source.imageSize} is not a multiple of 512: padded with ${
         source.size - source.imageSize
       } zero bytes to ${source.size}`,
     );

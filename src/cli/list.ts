@@ -10,6 +10,7 @@ import { UsageError } from "./_errors.ts";
 import { formatList } from "./_proxmox_text.ts";
 import { writeStdout } from "./_stdio.ts";
 import { HELP } from "./_usage.ts";
+import { shownQuoted } from "./_quote.ts";
 
 /** Runs `vma list`; returns the exit status. */
 export async function listCommand(args: string[]): Promise<number> {
@@ -22,7 +23,9 @@ export async function listCommand(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) {
     throw new UsageError(
-      positionals.length === 0 ? "missing <filename>" : `unexpected argument '${positionals[1]}'`,
+      positionals.length === 0
+        ? "missing <filename>"
+        : `unexpected argument ${shownQuoted(positionals[1])}`,
       "list",
     );
   }

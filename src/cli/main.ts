@@ -13,6 +13,7 @@ import { configCommand } from "./config.ts";
 import { verifyCommand } from "./verify.ts";
 import { extractCommand } from "./extract.ts";
 import { createCommand } from "./create.ts";
+import { oneLine, shownQuoted } from "./_quote.ts";
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   list: listCommand,
@@ -23,7 +24,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
 };
 
 /**
- * Runs the `vma` command line with `args` (without the program name).
+ * Runs the `vma` command line with `args` (without the program name). A
+ * failure is one line on stderr, whatever it says: control characters and line
+ * separators in a message are escaped.
  *
  * @param args The command line arguments, such as `["list", "x.vma"]`.
  * @returns The exit status: 0 success, 1 failure, 2 usage error, 255 for
@@ -42,24 +45,24 @@ export async function main(args: string[]): Promise<number> {
       return 0;
     }
     const run = COMMANDS[command];
-    if (!run) throw new UsageError(`unknown command '${command}'`);
+    if (!run) throw new UsageError(`unknown command ${shownQuoted(command)}`);
     return await run(rest);
   } catch (e) {
     runCleanup();
     if (e instanceof BrokenPipeError) return 1;
     if (e instanceof UsageError) {
-      writeStderr(`vma: ${e.message}\n`);
+      writeStderr(`vma: ${oneLine(e.message)}\n`);
       writeStderr(
         e.command ? `${SYNOPSIS[e.command]}\nTry 'vma ${e.command} --help' for more.\n` : USAGE,
       );
       return e.exitCode;
     }
     if (e instanceof CliError) {
-      writeStderr(e.bare ? `${e.message}\n` : `vma: ${e.message}\n`);
+      writeStderr(`${e.bare ? "" : "vma: "}${oneLine(e.message)}\n`);
       return e.exitCode;
     }
     const message = e instanceof Error ? e.message : String(e);
-    writeStderr(`vma: ${message}\n`);
+    writeStderr(`vma: ${oneLine(message)}\n`);
     return 1;
   }
 }
