@@ -28,7 +28,8 @@ import {
   pumpRecycling,
 } from "./_archive_sink.ts";
 import { HELP } from "./_usage.ts";
-import { shown, shownQuoted } from "./_quote.ts";
+import { quote, shown, shownQuoted } from "./_quote.ts";
+import { MAX_BLOB_SIZE } from "../vma/_layout.ts";
 
 /** QEMU block drivers that `create` cannot read (yet). */
 const UNSUPPORTED_FORMATS = [
@@ -263,23 +264,53 @@ interface Config {
   readonly data: Uint8Array;
 }
 
-/** Reads the `-c` files and adds them to `writer` under their base names. */
+/**
+ * Reads at most `limit` bytes of `path`; undefined when it holds more, without
+ * reading the rest (`/dev/zero`, a FIFO, a huge file).
+ */
+async function readAtMost(path: string, limit: number): Promise<Uint8Array | undefined> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    const buf = new Uint8Array(limit + 1);
+    let used = 0;
+    while (used < buf.length) {
+      const n = await file.read(buf.subarray(used));
+      if (n === null) return buf.slice(0, used);
+      used += n;
+    }
+    return undefined;
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Reads the `-c` files (at most 65,535 bytes each, the most a config blob
+ * holds) and adds them to `writer` under their base names.
+ */
 export async function readConfigs(
   writer: VmaWriter,
   files: readonly string[],
 ): Promise<Config[]> {
   const configs: Config[] = [];
   for (const file of files) {
-    let data: Uint8Array;
+    const name = baseName(file);
+    let data: Uint8Array | undefined;
     try {
-      data = await Deno.readFile(file);
+      data = await readAtMost(file, MAX_BLOB_SIZE);
     } catch (e) {
       throw new CliError(
         `Unable to read file: Failed to open file \u201c${shown(file)}\u201d: ${describeError(e)}`,
         { cause: e },
       );
     }
-    const name = baseName(file);
+    if (data === undefined) {
+      throw new CliError(
+        `Unable to append config data ${shown(file)} (len > ${MAX_BLOB_SIZE}) - Cannot add config ${
+          quote(name)
+        }: the data is more than ${MAX_BLOB_SIZE} bytes`,
+      );
+    }
     try {
       writer.addConfig(name, data);
     } catch (e) {
