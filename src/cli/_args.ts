@@ -4,7 +4,8 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "./_errors.ts";
 import { shownQuoted } from "./_quote.ts";
 
-type Options = NonNullable<ParseArgsConfig["options"]>;
+/** node:util parseArgs options. */
+export type Options = NonNullable<ParseArgsConfig["options"]>;
 
 /** The parsed values and positionals of a subcommand's arguments. */
 export interface Parsed {

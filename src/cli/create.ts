@@ -2,7 +2,7 @@
  * `vma create <filename> [-v] [-c <config>]... [-d format=<fmt>:[<name>=]<path>]...`:
  * writes a VMA archive of config files and disk images.
  *
- * The steps: {@linkcode parseCreateArgs} (options), {@linkcode planOutput}
+ * The steps: {@linkcode createOptions} (options), {@linkcode planOutput}
  * (where and how to write), {@linkcode readConfigs} and {@linkcode openInputs}
  * (configs, disks and devices), then {@linkcode runPipeline} (the writing).
  *
@@ -10,7 +10,8 @@
  */
 import { VmaWriter } from "../vma/vma_writer.ts";
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
-import { lastString, parseCommandArgs, strings } from "./_args.ts";
+import { defineCommand } from "./_command.ts";
+import { type CreateOptions, createOptions, type DiskSpec, OPTIONS } from "./_create_options.ts";
 import { toCliError } from "./_archive.ts";
 import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
 import { formatVzdumpTime } from "./_proxmox_text.ts";
@@ -20,14 +21,7 @@ import { createProgress } from "./_progress.ts";
 import { type DiskSource, openDiskSource } from "./_raw_source.ts";
 import { openDiskImageSource } from "./_image_source.ts";
 import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
-import {
-  type Compress,
-  compressor,
-  DEFAULT_ZSTD_LEVEL,
-  openSink,
-  pumpRecycling,
-} from "./_archive_sink.ts";
-import { HELP } from "./_usage.ts";
+import { type Compress, compressor, openSink, pumpRecycling } from "./_archive_sink.ts";
 import { quote, shown, shownQuoted } from "./_quote.ts";
 import { MAX_BLOB_SIZE } from "../vma/_layout.ts";
 
@@ -45,167 +39,69 @@ const UNSUPPORTED_FORMATS = [
   "vvfat",
 ];
 
-/** One `-d` disk. */
-export interface DiskSpec {
-  spec: string;
-  format: string;
-  name: string;
-  path: string;
-}
+const SYNOPSIS =
+  "usage: vma create <filename> [-v] [-c <config>]... [-d format=<format>:[<device name>=]<path>]...";
 
-/** Parses `-d` values and legacy positional disks into names, formats and paths. */
-function parseDisks(dashD: string[], legacy: string[]): DiskSpec[] {
-  if (dashD.length > 0 && legacy.length > 0) {
-    throw new UsageError("Unexpected extra argument - specify all devices via '-d'", "create");
-  }
-  const specs = dashD.length ? dashD : legacy;
-  return specs.map((spec, index) => {
-    let rest = spec;
-    let format: string;
-    const m = /^format=([^:]*):/.exec(spec);
-    if (m) {
-      format = m[1];
-      rest = spec.slice(m[0].length);
-    } else if (spec.startsWith("format=")) {
-      throw new CliError(`option 'format' not terminated (${shownQuoted(spec)})`);
-    } else if (dashD.length) {
-      throw new CliError(`No format specified for device: ${shownQuoted(spec)}`);
-    } else {
-      warn(
-        `Specifying a device without a format is deprecated - use '-d format=<format>:${spec}'`,
-      );
-      format = "auto"; // QEMU probes the format when none is given
-    }
-    const eq = rest.indexOf("=");
-    const name = eq >= 0 ? rest.slice(0, eq) : `disk${index}`;
-    const path = eq >= 0 ? rest.slice(eq + 1) : rest;
-    if (path === "") throw new CliError(`No path specified for device: ${shownQuoted(spec)}`);
-    return { spec, format, name, path };
-  });
-}
+/** `vma create`. */
+export const create = defineCommand({
+  name: "create",
+  synopsis: SYNOPSIS,
+  help: `${SYNOPSIS}
+       vma create <filename> [options] [<device name>=]<path>...   (deprecated)
 
-/** `--ctime` / SOURCE_DATE_EPOCH: seconds since the epoch or an ISO 8601 date. */
-function parseTime(text: string, what: string): Date {
-  let ms: number;
-  if (/^-?\d+$/.test(text.trim())) ms = Number(text.trim()) * 1000;
-  else if (/^\d{4}-\d\d-\d\d/.test(text.trim())) ms = Date.parse(text.trim());
-  else ms = NaN;
-  if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) {
-    throw new UsageError(
-      `invalid ${what} ${shownQuoted(text)}: give seconds since the epoch or an ISO 8601 date`,
-      "create",
-    );
-  }
-  return new Date(ms);
-}
+Writes a VMA archive of config files and disk images (raw files, block
+devices, qcow2 or VMDK images). <filename> must not exist yet: the archive is written under a
+temporary name in the same directory, fsynced and renamed at the end, and
+nothing is left behind on failure or SIGINT/SIGTERM. '-' writes the archive
+to standard output; an existing FIFO or character device is written to
+directly; 'exec:<command>' pipes it into a shell command (as vzdump does).
 
-function sourceDateEpoch(): string | undefined {
-  try {
-    const v = Deno.env.get("SOURCE_DATE_EPOCH");
-    return v === undefined || v === "" ? undefined : v;
-  } catch {
-    return undefined; // no env permission
-  }
-}
+Options:
+  -c, --config <file>   add a config file, stored under its base name
+                        (repeatable)
+  -d, --device format=<format>:[<device name>=]<path>
+                        add a disk (repeatable): format raw (files and block
+                        devices), qcow2 (backing files, compressed clusters),
+                        vmdk, or auto (detect). Without a name the disk is
+                        called disk<N> (N counts from 0). A size not a multiple
+                        of 512 is padded with zeros, with a warning, as QEMU
+                        does. Disks are read one after the other.
+  -v, --verbose         print Proxmox's progress lines and per-image summary
+                        on stderr
+      --compress <zstd|gzip|none>
+                        compress the archive (default: zstd for a name ending
+                        in .zst, gzip for .gz, else none)
+      --zstd-level <1-19>
+                        zstd compression level (default: 3, as vzdump and the
+                        zstd tool; 1 is faster, and on incompressible data
+                        about as small)
+      --uuid <uuid>     the archive uuid (default: random)
+      --ctime <time>    the archive time: seconds since the epoch or an ISO
+                        8601 date (default: $SOURCE_DATE_EPOCH, else now)
+      --ordered         write clusters in device and cluster order, so the same
+                        inputs, uuid and ctime give the same bytes
+      --vmid <vmid>     <filename> is a directory: write
+                        vzdump-qemu-<vmid>-<YYYY_MM_DD-HH_MM_SS>.vma[.zst|.gz]
+                        in it (the time is the archive's, local time; qmrestore
+                        accepts only such names) and print its path
+      --make-config     when no qemu-server.conf is given, add a minimal one
+                        with a drive line and a '#qmdump#map' line per device
+      --storage <id>    storage id for --make-config (default: local-lvm)
+      --confine         backing files and VMDK extents must be regular files in
+                        the image's own directory; use it for images you did
+                        not make yourself
+      --no-progress     no progress bar (shown on stderr only when stderr is
+                        a terminal and -v is not given)
+  -h, --help            show this help
 
-/** The options of `vma create`, checked and typed. */
-export interface CreateOptions {
-  /** `<filename>`: a file, `-`, `exec:<command>`, or a directory with `--vmid`. */
-  readonly target: string;
-  readonly verbose: boolean;
-  readonly progress: boolean;
-  /** `--compress`, when given. */
-  readonly compress: Compress | undefined;
-  readonly zstdLevel: number;
-  readonly vmid: string | undefined;
-  readonly uuid: string | undefined;
-  readonly ctime: Date | undefined;
-  readonly ordered: boolean;
-  readonly makeConfig: boolean;
-  readonly storage: string;
-  /** `--confine`: backing files and extents only beside the image. */
-  readonly confine: boolean;
-  /** `-c` files. */
-  readonly configFiles: readonly string[];
-  readonly disks: readonly DiskSpec[];
-}
-
-/** Parses the command line of `vma create`; undefined after printing `--help`. */
-export async function parseCreateArgs(args: string[]): Promise<CreateOptions | undefined> {
-  const { values, positionals } = parseCommandArgs("create", args, {
-    config: { type: "string", short: "c", multiple: true },
-    device: { type: "string", short: "d", multiple: true },
-    verbose: { type: "boolean", short: "v" },
-    compress: { type: "string" },
-    "zstd-level": { type: "string" },
-    uuid: { type: "string" },
-    ctime: { type: "string" },
-    ordered: { type: "boolean" },
-    vmid: { type: "string" },
-    "make-config": { type: "boolean" },
-    storage: { type: "string" },
-    confine: { type: "boolean" },
-    "no-progress": { type: "boolean" },
-  });
-  if (values.help) {
-    await writeStdout(HELP.create);
-    return undefined;
-  }
-  if (positionals.length === 0) throw new UsageError("missing <filename>", "create");
-  const [target, ...legacy] = positionals;
-  const compress = lastString(values.compress);
-  if (compress !== undefined && !["zstd", "gzip", "none"].includes(compress)) {
-    throw new UsageError(
-      `invalid --compress ${shownQuoted(compress)}: use zstd, gzip or none`,
-      "create",
-    );
-  }
-  const zstdLevel = parseZstdLevel(lastString(values["zstd-level"]));
-  const vmid = lastString(values.vmid);
-  if (vmid !== undefined && !/^[1-9]\d{2,8}$/.test(vmid)) {
-    throw new UsageError(
-      `invalid --vmid ${shownQuoted(vmid)}: a VM id is a number from 100`,
-      "create",
-    );
-  }
-  if (vmid !== undefined && (target === "-" || target.startsWith("exec:"))) {
-    throw new UsageError("--vmid needs a directory as <filename>", "create");
-  }
-  return {
-    target,
-    verbose: values.verbose === true,
-    progress: values.verbose !== true && values["no-progress"] !== true,
-    compress: compress as Compress | undefined,
-    zstdLevel,
-    vmid,
-    uuid: lastString(values.uuid),
-    ctime: parseCtime(lastString(values.ctime)),
-    ordered: values.ordered === true,
-    makeConfig: values["make-config"] === true,
-    storage: lastString(values.storage) ?? "local-lvm",
-    confine: values.confine === true,
-    configFiles: strings(values.config),
-    disks: parseDisks(strings(values.device), legacy),
-  };
-}
-
-function parseZstdLevel(text: string | undefined): number {
-  const level = text === undefined ? DEFAULT_ZSTD_LEVEL : Number(text);
-  if (!/^\d{1,2}$/.test(text ?? "3") || level < 1 || level > 19) {
-    throw new UsageError(
-      `invalid --zstd-level ${shownQuoted(String(text))}: use a number from 1 to 19`,
-      "create",
-    );
-  }
-  return level;
-}
-
-/** `--ctime`, else $SOURCE_DATE_EPOCH, else undefined (now). */
-function parseCtime(text: string | undefined): Date | undefined {
-  if (text !== undefined) return parseTime(text, "--ctime");
-  const sde = sourceDateEpoch();
-  return sde === undefined ? undefined : parseTime(sde, "SOURCE_DATE_EPOCH");
-}
+Warnings (stderr) when qemu-server.conf lacks a '#qmdump#map' line for a
+device, or has one for a device not in the archive: qmrestore refuses both.
+`,
+  options: OPTIONS,
+  positionals: ["<filename>"],
+  morePositionals: true,
+  run: (values, positionals) => createCommand(createOptions(values, positionals)),
+});
 
 /** The writer for `options`; a bad `--uuid` is a usage error. */
 function newWriter(options: CreateOptions): VmaWriter {
@@ -488,10 +384,8 @@ function progressCounter(
   };
 }
 
-/** Runs `vma create`; returns the exit status. */
-export async function createCommand(args: string[]): Promise<number> {
-  const options = await parseCreateArgs(args);
-  if (options === undefined) return 0;
+/** Runs `vma create` with `options`; returns the exit status. */
+export async function createCommand(options: CreateOptions): Promise<number> {
   const writer = newWriter(options);
   const plan = planOutput(options, writer.ctime);
   const configs = await readConfigs(writer, options.configFiles);

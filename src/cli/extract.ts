@@ -3,7 +3,7 @@
  * configs and sparse raw disk images into a new directory, or (with `-r`,
  * qmrestore's map protocol) disks into existing volumes.
  *
- * The steps: {@linkcode parseExtractArgs} (options), {@linkcode planFiles}
+ * The steps: {@linkcode extractOptions} (options), {@linkcode planFiles}
  * (every name written, refused when two collide), {@linkcode makeTargetDir},
  * {@linkcode writeConfigs}, then {@linkcode runExtract} (the devices).
  *
@@ -12,9 +12,10 @@
 import * as fs from "node:fs";
 import { extractVma } from "../vma/extract_vma.ts";
 import type { VmaDevice, VmaHeader, VmaReader } from "../vma/vma_reader.ts";
-import { lastString, parseCommandArgs, strings } from "./_args.ts";
+import { lastString, strings } from "./_args.ts";
+import { defineCommand, type Values } from "./_command.ts";
 import { openArchive, toCliError } from "./_archive.ts";
-import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
+import { BrokenPipeError, CliError, describeError } from "./_errors.ts";
 import { formatList, formatSummary } from "./_proxmox_text.ts";
 import { writeStdout, writeStdoutSync } from "./_stdio.ts";
 import { onCleanup } from "./_cleanup.ts";
@@ -24,7 +25,6 @@ import { readMap, type RestoreMapEntry } from "./_restore_map.ts";
 import { FileSink } from "./_file_sink.ts";
 import { FileIdentity, openTarget } from "./_restore_target.ts";
 import { quote, shown, shownQuoted } from "./_quote.ts";
-import { HELP } from "./_usage.ts";
 
 /** The options of `vma extract`, checked and typed. */
 export interface ExtractOptions {
@@ -38,26 +38,11 @@ export interface ExtractOptions {
   readonly progress: boolean;
 }
 
-/** Parses the command line of `vma extract`; undefined after printing `--help`. */
-export async function parseExtractArgs(args: string[]): Promise<ExtractOptions | undefined> {
-  const { values, positionals } = parseCommandArgs("extract", args, {
-    verbose: { type: "boolean", short: "v" },
-    drives: { type: "string", short: "d", multiple: true },
-    readmap: { type: "string", short: "r" },
-    "no-progress": { type: "boolean" },
-  });
-  if (values.help) {
-    await writeStdout(HELP.extract);
-    return undefined;
-  }
-  if (positionals.length !== 2) {
-    throw new UsageError(
-      positionals.length < 2
-        ? `missing ${positionals.length === 0 ? "<filename> and " : ""}<targetdir>`
-        : `unexpected argument ${shownQuoted(positionals[2])}`,
-      "extract",
-    );
-  }
+/** The options of `vma extract` from its command line. */
+export function extractOptions(
+  values: Values<typeof OPTIONS>,
+  positionals: string[],
+): ExtractOptions {
   return {
     filename: positionals[0],
     dir: positionals[1],
@@ -256,10 +241,48 @@ export async function runExtract(
   }
 }
 
-/** Runs `vma extract`; returns the exit status. */
-export async function extractCommand(args: string[]): Promise<number> {
-  const options = await parseExtractArgs(args);
-  if (options === undefined) return 0;
+const SYNOPSIS = "usage: vma extract <filename> [-v] [-d <drive-list>] [-r <fifo>] <targetdir>";
+
+const OPTIONS = {
+  verbose: { type: "boolean", short: "v" },
+  drives: { type: "string", short: "d", multiple: true },
+  readmap: { type: "string", short: "r" },
+  "no-progress": { type: "boolean" },
+} as const;
+
+/** `vma extract`. */
+export const extract = defineCommand({
+  name: "extract",
+  synopsis: SYNOPSIS,
+  help: `${SYNOPSIS}
+
+Extracts an archive into <targetdir>, which must not exist yet: one file per
+config, and disk-<devname>.raw per device (exact size, sparse: zero regions
+are not written). Prints 'DEVINFO <targetdir>/tmp-disk-<devname>.raw <size>'
+per device, as Proxmox's vma; each disk is written under that temporary name,
+fsynced and renamed when the archive has been read completely. On failure or
+on SIGINT/SIGTERM, the target directory is removed again.
+
+Options:
+  -d, --drives <drive-list>  extract only these devices (comma-separated
+                  device names); the others are still read and checked
+  -r, --readmap <fifo>  qmrestore's map protocol: write the configs, print the
+                  list block, read map lines from <fifo> ('[format=raw:]
+                  <0|1>:<devname>=<path>' or 'skip=<devname>', up to 'done'),
+                  and write each disk into its existing volume (raw files and
+                  block devices only; throttling.* and cache= are accepted
+                  and ignored)
+  -v, --verbose   print Proxmox's progress lines and summary on standard output
+      --no-progress  no progress bar (see verify)
+  -h, --help      show this help
+`,
+  options: OPTIONS,
+  positionals: ["<filename>", "<targetdir>"],
+  run: (values, positionals) => extractCommand(extractOptions(values, positionals)),
+});
+
+/** Runs `vma extract` with `options`; returns the exit status. */
+export async function extractCommand(options: ExtractOptions): Promise<number> {
   const { reader, header } = await openArchive(options.filename);
   let target: ReturnType<typeof makeTargetDir>;
   try {
