@@ -58,7 +58,7 @@ directly; 'exec:<command>' pipes it into a shell command (as vzdump does).
 
 Options:
   -c, --config <file>   add a config file, stored under its base name
-                        (repeatable)
+                        (repeatable; at most 65,535 bytes)
   -d, --device format=<format>:[<device name>=]<path>
                         add a disk (repeatable): format raw (files and block
                         devices), qcow2 (backing files, compressed clusters),

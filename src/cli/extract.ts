@@ -261,7 +261,9 @@ config, and disk-<devname>.raw per device (exact size, sparse: zero regions
 are not written). Prints 'DEVINFO <targetdir>/tmp-disk-<devname>.raw <size>'
 per device, as Proxmox's vma; each disk is written under that temporary name,
 fsynced and renamed when the archive has been read completely. On failure or
-on SIGINT/SIGTERM, the target directory is removed again.
+on SIGINT/SIGTERM, the target directory is removed again. An archive with two
+names for one file (a config named like a disk file, or names differing only
+in case) is refused before anything is written.
 
 Options:
   -d, --drives <drive-list>  extract only these devices (comma-separated
@@ -271,7 +273,8 @@ Options:
                   <0|1>:<devname>=<path>' or 'skip=<devname>', up to 'done'),
                   and write each disk into its existing volume (raw files and
                   block devices only; throttling.* and cache= are accepted
-                  and ignored)
+                  and ignored); a map line holds at most 8,191 bytes, and
+                  the archive itself or one volume for two devices is refused
   -v, --verbose   print Proxmox's progress lines and summary on standard output
       --no-progress  no progress bar (see verify)
   -h, --help      show this help
