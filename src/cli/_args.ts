@@ -2,8 +2,10 @@
 // `-` is a positional, `--` ends options).
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "./_errors.ts";
+import { shownQuoted } from "./_quote.ts";
 
-type Options = NonNullable<ParseArgsConfig["options"]>;
+/** node:util parseArgs options. */
+export type Options = NonNullable<ParseArgsConfig["options"]>;
 
 /** The parsed values and positionals of a subcommand's arguments. */
 export interface Parsed {
@@ -28,14 +30,14 @@ export function parseCommandArgs(command: string, args: string[], options: Optio
     if (
       code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && (m = /Unknown option '([^']*)'/.exec(message))
     ) {
-      throw new UsageError(`unknown option '${m[1]}'`, command);
+      throw new UsageError(`unknown option ${shownQuoted(m[1])}`, command);
     }
     if (
       code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" &&
       (m = /Option '([^']*)' argument missing/.exec(message))
     ) {
       const flag = m[1].split(",")[0].replace(/ <value>$/, "");
-      throw new UsageError(`option '${flag}' needs a value`, command);
+      throw new UsageError(`option ${shownQuoted(flag)} needs a value`, command);
     }
     throw new UsageError(message.split("\n")[0].replace(/\.$/, ""), command);
   }

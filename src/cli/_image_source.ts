@@ -79,7 +79,11 @@ export function diskImageOptions(path: string, depth = 0): OpenDiskImageOptions 
 }
 
 /** Opens an image of format `format` ("auto", "raw", "qcow2" or "vmdk") for `create`. */
-export async function openDiskImageSource(path: string, format: string): Promise<DiskSource> {
+export async function openDiskImageSource(
+  path: string,
+  format: string,
+  _options: { confine?: boolean } = {},
+): Promise<DiskSource> {
   if (!IMAGE_FORMATS.includes(format)) {
     throw new CliError(`bdrv_open '${path}' failed - Unknown driver '${format}'`);
   }

@@ -1,7 +1,9 @@
 // Output files: written under a temporary name in the same directory, fsynced
 // and renamed at the end; removed on failure or on a signal.
 import { CliError, describeError } from "./_errors.ts";
+import * as fs from "node:fs";
 import { onCleanup } from "./_cleanup.ts";
+import { shown } from "./_quote.ts";
 
 /** Directory part of a path (`.` when none). */
 export function dirName(path: string): string {
@@ -114,7 +116,7 @@ export class AtomicFile {
    */
   static async create(path: string): Promise<AtomicFile> {
     if (lstatOrUndefined(path) !== undefined) {
-      throw new CliError(`can't open file ${path} - File exists`);
+      throw new CliError(`can't open file ${shown(path)} - File exists`);
     }
     const tempPath = `${dirName(path)}/.${baseName(path)}.vma-tmp-${randomSuffix()}`;
     // Registered before the file exists, so a signal during open removes it too.
@@ -136,7 +138,7 @@ export class AtomicFile {
       file = await Deno.open(tempPath, { write: true, createNew: true, mode: 0o644 });
     } catch (e) {
       removeCleanup();
-      throw new CliError(`can't open file ${path} - ${describeError(e)}`, { cause: e });
+      throw new CliError(`can't open file ${shown(path)} - ${describeError(e)}`, { cause: e });
     }
     return new AtomicFile(path, tempPath, file, removeCleanup, (f) => {
       opened = f;
@@ -169,7 +171,7 @@ export class AtomicFile {
     this.#file.close();
     if (lstatOrUndefined(this.path) !== undefined) {
       this.discard();
-      throw new CliError(`can't open file ${this.path} - File exists`);
+      throw new CliError(`can't open file ${shown(this.path)} - File exists`);
     }
     try {
       await Deno.rename(this.tempPath, this.path);
@@ -211,4 +213,22 @@ export class AtomicFile {
     }
     this.#removeCleanup();
   }
+}
+
+/**
+ * Moves `from` to `to` without ever replacing a file at `to` (a hard link, then
+ * unlinking `from`; where hard links fail, a check and a rename).
+ */
+export function renameNoReplace(from: string, to: string): void {
+  try {
+    fs.linkSync(from, to);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === "EEXIST" || code === "ENOENT") throw e;
+    // No hard links here (FAT, some network file systems): check, then rename.
+    if (fs.existsSync(to)) throw Object.assign(new Error("File exists"), { code: "EEXIST" });
+    fs.renameSync(from, to);
+    return;
+  }
+  fs.unlinkSync(from);
 }

@@ -1,5 +1,6 @@
 // qemu-server.conf as qmrestore reads it: `#qmdump#map` lines (spec section
 // 5.2), checks that make an archive restorable, and a minimal generated config.
+import { shownQuoted } from "./_quote.ts";
 
 /** One `#qmdump#map:<virtdev>:<devname>:<storeid>:<format>:` line. */
 export interface MapLine {
@@ -29,14 +30,22 @@ export function restoreProblems(config: string, devices: readonly string[]): str
   for (const name of devices) {
     if (!maps.some((m) => m.devname === name)) {
       problems.push(
-        `qemu-server.conf has no '#qmdump#map' line for device '${name}': qmrestore will refuse the archive (found no device mapping information for device '${name}')`,
+        `qemu-server.conf has no '#qmdump#map' line for device ${
+          shownQuoted(name)
+        }: qmrestore will refuse the archive (found no device mapping information for device ${
+          shownQuoted(name)
+        })`,
       );
     }
   }
   for (const m of maps) {
     if (!devices.includes(m.devname)) {
       problems.push(
-        `qemu-server.conf maps device '${m.devname}' (${m.virtdev}), which is not in the archive: qmrestore will refuse the archive (archive does not contain data for drive '${m.virtdev}')`,
+        `qemu-server.conf maps device ${
+          shownQuoted(m.devname)
+        } (${m.virtdev}), which is not in the archive: qmrestore will refuse the archive (archive does not contain data for drive ${
+          shownQuoted(m.virtdev)
+        })`,
       );
     }
   }

@@ -6,6 +6,7 @@ import type { DiskImage, PositionedReader } from "../image/disk_image.ts";
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
 import { CliError, describeError } from "./_errors.ts";
 import { openHoleMap } from "./_holes.ts";
+import { shownQuoted } from "./_quote.ts";
 
 const CHUNK = 4 * 1024 * 1024;
 const CLUSTER = 65536;
@@ -27,7 +28,9 @@ export interface DiskSource {
 export async function openDiskSource(path: string, format: string): Promise<DiskSource> {
   if (format !== "raw") {
     throw new CliError(
-      `bdrv_open '${path}' failed - format '${format}' is not supported yet (only 'raw')`,
+      `bdrv_open ${shownQuoted(path)} failed - format ${
+        shownQuoted(format)
+      } is not supported yet (only 'raw')`,
     );
   }
   let file: Deno.FsFile;
@@ -35,7 +38,9 @@ export async function openDiskSource(path: string, format: string): Promise<Disk
     file = await Deno.open(path, { read: true });
   } catch (e) {
     throw new CliError(
-      `bdrv_open '${path}' failed - Could not open '${path}': ${describeError(e)}`,
+      `bdrv_open ${shownQuoted(path)} failed - Could not open ${shownQuoted(path)}: ${
+        describeError(e)
+      }`,
       { cause: e },
     );
   }
@@ -49,7 +54,9 @@ export async function openDiskSource(path: string, format: string): Promise<Disk
   } catch (e) {
     file.close();
     throw new CliError(
-      `bdrv_open '${path}' failed - Could not open '${path}': ${describeError(e)}`,
+      `bdrv_open ${shownQuoted(path)} failed - Could not open ${shownQuoted(path)}: ${
+        describeError(e)
+      }`,
       { cause: e },
     );
   }
@@ -80,7 +87,9 @@ class RawSource implements DiskSource {
       try {
         n = await this.#file.read(buf.subarray(filled));
       } catch (e) {
-        throw new CliError(`read error on '${this.path}' - ${describeError(e)}`, { cause: e });
+        throw new CliError(`read error on ${shownQuoted(this.path)} - ${describeError(e)}`, {
+          cause: e,
+        });
       }
       if (n === null) break;
       filled += n;
@@ -120,11 +129,15 @@ class RawSource implements DiskSource {
     try {
       end = await this.#file.seek(0, Deno.SeekMode.End);
     } catch (e) {
-      throw new CliError(`read error on '${this.path}' - ${describeError(e)}`, { cause: e });
+      throw new CliError(`read error on ${shownQuoted(this.path)} - ${describeError(e)}`, {
+        cause: e,
+      });
     }
     if (end !== this.imageSize) {
       throw new CliError(
-        `read error on '${this.path}' - the image changed size while it was read (${this.imageSize} bytes at the start, ${end} at the end)`,
+        `read error on ${
+          shownQuoted(this.path)
+        } - the image changed size while it was read (${this.imageSize} bytes at the start, ${end} at the end)`,
       );
     }
     await device.close();
@@ -147,7 +160,9 @@ class RawSource implements DiskSource {
     try {
       await this.#file.seek(start, Deno.SeekMode.Start);
     } catch (e) {
-      throw new CliError(`read error on '${this.path}' - ${describeError(e)}`, { cause: e });
+      throw new CliError(`read error on ${shownQuoted(this.path)} - ${describeError(e)}`, {
+        cause: e,
+      });
     }
     // Two buffers: the next piece is read while the writer takes this one.
     if (this.#buffers === undefined) {
@@ -171,7 +186,7 @@ class RawSource implements DiskSource {
       const expected = want(offset);
       if (n < expected) {
         throw new CliError(
-          `read error on '${this.path}' - the image ended at ${
+          `read error on ${shownQuoted(this.path)} - the image ended at ${
             offset + n
           } bytes, before its size ${this.imageSize}`,
         );

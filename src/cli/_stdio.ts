@@ -1,6 +1,7 @@
 // Standard streams for the CLI: whole writes to stdout/stderr, a closed stdout
 // turned into BrokenPipeError.
 import { BrokenPipeError, isBrokenPipe } from "./_errors.ts";
+import { oneLine } from "./_quote.ts";
 
 const encoder = new TextEncoder();
 
@@ -36,7 +37,7 @@ export function writeStderr(text: string): void {
 
 /** Prints `vma: warning: <message>` on stderr. */
 export function warn(message: string): void {
-  writeStderr(`vma: warning: ${message}\n`);
+  writeStderr(`vma: warning: ${oneLine(message)}\n`);
 }
 
 /** Whether stderr is a terminal (for the progress bar). */

@@ -3,37 +3,42 @@
  *
  * @module
  */
-import { lastString, parseCommandArgs } from "./_args.ts";
+import { lastString } from "./_args.ts";
 import { openArchive } from "./_archive.ts";
-import { CliError, UsageError } from "./_errors.ts";
+import { defineCommand } from "./_command.ts";
+import { CliError } from "./_errors.ts";
 import { writeStdout } from "./_stdio.ts";
-import { HELP } from "./_usage.ts";
+import { shownQuoted } from "./_quote.ts";
 
-/** Runs `vma config`; returns the exit status (255 when the config is not there, as Proxmox). */
-export async function configCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs("config", args, {
-    config: { type: "string", short: "c", multiple: true },
-  });
-  if (values.help) {
-    await writeStdout(HELP.config);
+const SYNOPSIS = "usage: vma config <filename> [-c <config>]";
+
+/** `vma config`: exit status 255 when the config is not there, as Proxmox's. */
+export const config = defineCommand({
+  name: "config",
+  synopsis: SYNOPSIS,
+  help: `${SYNOPSIS}
+
+Writes the raw bytes of one config file of the archive to standard output.
+Reads only the header. Exit status 255 when the archive has no such config.
+
+Options:
+  -c, --config <name>   the config to print (default: qemu-server.conf)
+  -h, --help            show this help
+`,
+  options: { config: { type: "string", short: "c", multiple: true } },
+  positionals: ["<filename>"],
+  async run(values, [filename]) {
+    const name = lastString(values.config) ?? "qemu-server.conf";
+    const { reader, header } = await openArchive(filename);
+    await reader.cancel().catch(() => {});
+    const config = header.configs.find((c) => c.name === name);
+    if (!config) {
+      throw new CliError(`unable to find configuration data ${shownQuoted(name)}`, {
+        exitCode: 255,
+        bare: true,
+      });
+    }
+    await writeStdout(config.data);
     return 0;
-  }
-  if (positionals.length !== 1) {
-    throw new UsageError(
-      positionals.length === 0 ? "missing <filename>" : `unexpected argument '${positionals[1]}'`,
-      "config",
-    );
-  }
-  const name = lastString(values.config) ?? "qemu-server.conf";
-  const { reader, header } = await openArchive(positionals[0]);
-  await reader.cancel().catch(() => {});
-  const config = header.configs.find((c) => c.name === name);
-  if (!config) {
-    throw new CliError(`unable to find configuration data '${name}'`, {
-      exitCode: 255,
-      bare: true,
-    });
-  }
-  await writeStdout(config.data);
-  return 0;
-}
+  },
+});

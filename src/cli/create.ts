@@ -2,25 +2,28 @@
  * `vma create <filename> [-v] [-c <config>]... [-d format=<fmt>:[<name>=]<path>]...`:
  * writes a VMA archive of config files and disk images.
  *
+ * The steps: {@linkcode createOptions} (options), {@linkcode planOutput}
+ * (where and how to write), {@linkcode readConfigs} and {@linkcode openInputs}
+ * (configs, disks and devices), then {@linkcode runPipeline} (the writing).
+ *
  * @module
  */
 import { VmaWriter } from "../vma/vma_writer.ts";
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
-import { lastString, parseCommandArgs, strings } from "./_args.ts";
+import { defineCommand } from "./_command.ts";
+import { type CreateOptions, createOptions, type DiskSpec, OPTIONS } from "./_create_options.ts";
 import { toCliError } from "./_archive.ts";
 import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
 import { formatVzdumpTime } from "./_proxmox_text.ts";
-import { stdoutWritable, warn, writeStderr, writeStdout } from "./_stdio.ts";
-import { AtomicFile, baseName, lstatOrUndefined } from "./_output.ts";
+import { warn, writeStderr, writeStdout } from "./_stdio.ts";
+import { baseName, lstatOrUndefined } from "./_output.ts";
 import { createProgress } from "./_progress.ts";
 import { type DiskSource, openDiskSource } from "./_raw_source.ts";
 import { openDiskImageSource } from "./_image_source.ts";
 import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
-import { nodeTransformToWeb } from "./_node_stream.ts";
-import { HELP } from "./_usage.ts";
-import { constants as zlibConstants, createGzip, createZstdCompress } from "node:zlib";
-
-type Compress = "none" | "zstd" | "gzip";
+import { type Compress, compressor, openSink, pumpRecycling } from "./_archive_sink.ts";
+import { quote, shown, shownQuoted } from "./_quote.ts";
+import { MAX_BLOB_SIZE } from "../vma/_layout.ts";
 
 /** QEMU block drivers that `create` cannot read (yet). */
 const UNSUPPORTED_FORMATS = [
@@ -36,429 +39,302 @@ const UNSUPPORTED_FORMATS = [
   "vvfat",
 ];
 
-interface DiskSpec {
-  spec: string;
-  format: string;
-  name: string;
-  path: string;
-}
+const SYNOPSIS =
+  "usage: vma create <filename> [-v] [-c <config>]... [-d format=<format>:[<device name>=]<path>]...";
 
-/** Parses `-d` values and legacy positional disks into names, formats and paths. */
-function parseDisks(dashD: string[], legacy: string[]): DiskSpec[] {
-  if (dashD.length > 0 && legacy.length > 0) {
-    throw new UsageError("Unexpected extra argument - specify all devices via '-d'", "create");
-  }
-  const specs = dashD.length ? dashD : legacy;
-  return specs.map((spec, index) => {
-    let rest = spec;
-    let format: string;
-    const m = /^format=([^:]*):/.exec(spec);
-    if (m) {
-      format = m[1];
-      rest = spec.slice(m[0].length);
-    } else if (spec.startsWith("format=")) {
-      throw new CliError(`option 'format' not terminated ('${spec}')`);
-    } else if (dashD.length) {
-      throw new CliError(`No format specified for device: '${spec}'`);
-    } else {
-      warn(
-        `Specifying a device without a format is deprecated - use '-d format=<format>:${spec}'`,
-      );
-      format = "auto"; // QEMU probes the format when none is given
-    }
-    const eq = rest.indexOf("=");
-    const name = eq >= 0 ? rest.slice(0, eq) : `disk${index}`;
-    const path = eq >= 0 ? rest.slice(eq + 1) : rest;
-    if (path === "") throw new CliError(`No path specified for device: '${spec}'`);
-    return { spec, format, name, path };
-  });
-}
+/** `vma create`. */
+export const create = defineCommand({
+  name: "create",
+  synopsis: SYNOPSIS,
+  help: `${SYNOPSIS}
+       vma create <filename> [options] [<device name>=]<path>...   (deprecated)
 
-/** `--ctime` / SOURCE_DATE_EPOCH: seconds since the epoch or an ISO 8601 date. */
-function parseTime(text: string, what: string): Date {
-  let ms: number;
-  if (/^-?\d+$/.test(text.trim())) ms = Number(text.trim()) * 1000;
-  else if (/^\d{4}-\d\d-\d\d/.test(text.trim())) ms = Date.parse(text.trim());
-  else ms = NaN;
-  if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) {
+Writes a VMA archive of config files and disk images (raw files, block
+devices, qcow2 or VMDK images). <filename> must not exist yet: the archive is written under a
+temporary name in the same directory, fsynced and renamed at the end, and
+nothing is left behind on failure or SIGINT/SIGTERM. '-' writes the archive
+to standard output; an existing FIFO or character device is written to
+directly; 'exec:<command>' pipes it into a shell command (as vzdump does).
+
+Options:
+  -c, --config <file>   add a config file, stored under its base name
+                        (repeatable; at most 65,535 bytes)
+  -d, --device format=<format>:[<device name>=]<path>
+                        add a disk (repeatable): format raw (files and block
+                        devices), qcow2 (backing files, compressed clusters),
+                        vmdk, or auto (detect). Without a name the disk is
+                        called disk<N> (N counts from 0). A size not a multiple
+                        of 512 is padded with zeros, with a warning, as QEMU
+                        does. Disks are read one after the other.
+  -v, --verbose         print Proxmox's progress lines and per-image summary
+                        on stderr
+      --compress <zstd|gzip|none>
+                        compress the archive (default: zstd for a name ending
+                        in .zst, gzip for .gz, else none)
+      --zstd-level <1-19>
+                        zstd compression level (default: 3, as vzdump and the
+                        zstd tool; 1 is faster, and on incompressible data
+                        about as small)
+      --uuid <uuid>     the archive uuid (default: random)
+      --ctime <time>    the archive time: seconds since the epoch or an ISO
+                        8601 date (default: $SOURCE_DATE_EPOCH, else now)
+      --ordered         write clusters in device and cluster order, so the same
+                        inputs, uuid and ctime give the same bytes
+      --vmid <vmid>     <filename> is a directory: write
+                        vzdump-qemu-<vmid>-<YYYY_MM_DD-HH_MM_SS>.vma[.zst|.gz]
+                        in it (the time is the archive's, local time; qmrestore
+                        accepts only such names) and print its path
+      --make-config     when no qemu-server.conf is given, add a minimal one
+                        with a drive line and a '#qmdump#map' line per device
+      --storage <id>    storage id for --make-config (default: local-lvm)
+      --confine         backing files and VMDK extents must be regular files in
+                        the image's own directory; use it for images you did
+                        not make yourself
+      --no-progress     no progress bar (shown on stderr only when stderr is
+                        a terminal and -v is not given)
+  -h, --help            show this help
+
+Warnings (stderr) when qemu-server.conf lacks a '#qmdump#map' line for a
+device, or has one for a device not in the archive: qmrestore refuses both.
+`,
+  options: OPTIONS,
+  positionals: ["<filename>"],
+  morePositionals: true,
+  run: (values, positionals) => createCommand(createOptions(values, positionals)),
+});
+
+/** The writer for `options`; a bad `--uuid` is a usage error. */
+function newWriter(options: CreateOptions): VmaWriter {
+  try {
+    return new VmaWriter({ uuid: options.uuid, ctime: options.ctime, ordered: options.ordered });
+  } catch (e) {
     throw new UsageError(
-      `invalid ${what} '${text}': give seconds since the epoch or an ISO 8601 date`,
+      `invalid --uuid ${shownQuoted(String(options.uuid))}: ${
+        e instanceof Error ? e.message : String(e)
+      }`,
       "create",
     );
   }
-  return new Date(ms);
 }
 
-function sourceDateEpoch(): string | undefined {
-  try {
-    const v = Deno.env.get("SOURCE_DATE_EPOCH");
-    return v === undefined || v === "" ? undefined : v;
-  } catch {
-    return undefined; // no env permission
-  }
-}
-
-/** Where the archive goes. */
-interface Sink {
-  readonly writable: WritableStream<Uint8Array>;
-  /** True when a chunk is no longer referenced once its write has settled. */
-  readonly reusesNothing?: boolean;
-  commit(): Promise<void>;
-  discard(): void;
-  readonly description: string;
-}
-
-async function openSink(target: string): Promise<Sink> {
-  if (target === "-") {
-    if (Deno.stdout.isTerminal()) {
-      throw new CliError(
-        "refusing to write the archive to a terminal (redirect standard output or give a file name)",
-      );
-    }
-    return {
-      writable: stdoutWritable(),
-      reusesNothing: true,
-      commit: () => Promise.resolve(),
-      discard() {},
-      description: "standard output",
-    };
-  }
-  if (target.startsWith("exec:")) return openExecSink(target.slice(5));
-  const info = lstatOrUndefined(target);
-  if (info && (info.isFifo || info.isCharDevice)) {
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(target, { write: true });
-    } catch (e) {
-      throw new CliError(`can't open file ${target} - ${describeError(e)}`, { cause: e });
-    }
-    return {
-      writable: new WritableStream({
-        async write(chunk) {
-          let off = 0;
-          while (off < chunk.length) off += await file.write(chunk.subarray(off));
-        },
-      }),
-      commit() {
-        file.close();
-        return Promise.resolve();
-      },
-      discard() {
-        try {
-          file.close();
-        } catch {
-          // closed
-        }
-      },
-      description: target,
-    };
-  }
-  const file = await AtomicFile.create(target);
-  return {
-    writable: file.writable,
-    reusesNothing: true,
-    commit: () => file.commit(),
-    discard: () => file.discard(),
-    description: target,
-  };
-}
-
-function openExecSink(command: string): Sink {
-  if (Deno.build.os === "windows") {
-    throw new CliError(`can't popen command '${command}' - not supported on Windows`);
-  }
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command("sh", { args: ["-c", command], stdin: "piped" }).spawn();
-  } catch (e) {
-    throw new CliError(`can't popen command '${command}' - ${describeError(e)}`, { cause: e });
-  }
-  const stdin = child.stdin.getWriter();
-  let closed = false;
-  const failed = async (): Promise<CliError | undefined> => {
-    const status = await child.status;
-    return status.success
-      ? undefined
-      : new CliError(`command '${command}' failed with exit status ${status.code}`);
-  };
-  return {
-    writable: new WritableStream({
-      async write(chunk) {
-        try {
-          await stdin.write(chunk);
-        } catch (e) {
-          throw (await failed()) ??
-            new CliError(`command '${command}' stopped reading - ${describeError(e)}`, {
-              cause: e,
-            });
-        }
-      },
-    }),
-    async commit() {
-      closed = true;
-      await stdin.close().catch(() => {});
-      const error = await failed();
-      if (error) throw error;
-    },
-    discard() {
-      if (closed) return;
-      closed = true;
-      stdin.abort().catch(() => {});
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // exited
-      }
-    },
-    description: `command '${command}'`,
-  };
-}
-
-/** zstd level when `--zstd-level` is not given: vzdump's (the zstd tool's default). */
-const DEFAULT_ZSTD_LEVEL = 3;
-
-function compressor(
-  kind: Compress,
-  zstdLevel: number,
-): TransformStream<Uint8Array, Uint8Array> | undefined {
-  switch (kind) {
-    case "none":
-      return undefined;
-    case "gzip":
-      return nodeTransformToWeb(createGzip({ chunkSize: 1024 * 1024 })) as TransformStream<
-        Uint8Array,
-        Uint8Array
-      >;
-    case "zstd":
-      return nodeTransformToWeb(
-        createZstdCompress({
-          chunkSize: 1024 * 1024,
-          params: { [zlibConstants.ZSTD_c_compressionLevel]: zstdLevel },
-        }),
-      ) as TransformStream<Uint8Array, Uint8Array>;
-  }
+/** Where the archive goes and how it is compressed. */
+export interface OutputPlan {
+  /** A file path, `-` or `exec:<command>`. */
+  readonly path: string;
+  readonly compress: Compress;
 }
 
 /**
- * Copies the archive into `writable`, handing each chunk back to the writer
- * once written (VmaWriter.recycle), so extent buffers are reused instead of
- * allocated per extent.
+ * Decides the output path (the vzdump name in the `--vmid` directory) and the
+ * compression (from `--compress` or the name), and refuses an existing file.
  */
-async function pumpRecycling(writer: VmaWriter, writable: WritableStream<Uint8Array>) {
-  const reader = writer.readable.getReader();
-  const out = writable.getWriter();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      await out.write(value);
-      writer.recycle(value);
-    }
-    await out.close();
-  } catch (e) {
-    reader.cancel(e).catch(() => {});
-    out.abort(e).catch(() => {});
-    throw e;
-  }
-}
-
-/** Runs `vma create`; returns the exit status. */
-export async function createCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs("create", args, {
-    config: { type: "string", short: "c", multiple: true },
-    device: { type: "string", short: "d", multiple: true },
-    verbose: { type: "boolean", short: "v" },
-    compress: { type: "string" },
-    "zstd-level": { type: "string" },
-    uuid: { type: "string" },
-    ctime: { type: "string" },
-    ordered: { type: "boolean" },
-    vmid: { type: "string" },
-    "make-config": { type: "boolean" },
-    storage: { type: "string" },
-    "no-progress": { type: "boolean" },
-  });
-  if (values.help) {
-    await writeStdout(HELP.create);
-    return 0;
-  }
-  if (positionals.length === 0) throw new UsageError("missing <filename>", "create");
-  const [target, ...legacy] = positionals;
-  const verbose = values.verbose === true;
-
-  // Options.
-  const compressOption = lastString(values.compress);
-  if (compressOption !== undefined && !["zstd", "gzip", "none"].includes(compressOption)) {
-    throw new UsageError(
-      `invalid --compress '${compressOption}': use zstd, gzip or none`,
-      "create",
-    );
-  }
-  const zstdLevelText = lastString(values["zstd-level"]);
-  const zstdLevel = zstdLevelText === undefined ? DEFAULT_ZSTD_LEVEL : Number(zstdLevelText);
-  if (!/^\d{1,2}$/.test(zstdLevelText ?? "3") || zstdLevel < 1 || zstdLevel > 19) {
-    throw new UsageError(
-      `invalid --zstd-level '${zstdLevelText}': use a number from 1 to 19`,
-      "create",
-    );
-  }
-  const vmid = lastString(values.vmid);
-  if (vmid !== undefined && !/^[1-9]\d{2,8}$/.test(vmid)) {
-    throw new UsageError(`invalid --vmid '${vmid}': a VM id is a number from 100`, "create");
-  }
-  if (vmid !== undefined && (target === "-" || target.startsWith("exec:"))) {
-    throw new UsageError("--vmid needs a directory as <filename>", "create");
-  }
-  const ctimeText = lastString(values.ctime);
-  const sde = ctimeText === undefined ? sourceDateEpoch() : undefined;
-  const ctime = ctimeText !== undefined
-    ? parseTime(ctimeText, "--ctime")
-    : sde !== undefined
-    ? parseTime(sde, "SOURCE_DATE_EPOCH")
-    : undefined;
-  const uuid = lastString(values.uuid);
-  let writer: VmaWriter;
-  try {
-    writer = new VmaWriter({ uuid, ctime, ordered: values.ordered === true });
-  } catch (e) {
-    throw new UsageError(
-      `invalid --uuid '${uuid}': ${e instanceof Error ? e.message : String(e)}`,
-      "create",
-    );
-  }
-  const disks = parseDisks(strings(values.device), legacy);
-  const storage = lastString(values.storage) ?? "local-lvm";
-
-  // Where to write, and how.
+export function planOutput(options: CreateOptions, ctime: Date): OutputPlan {
+  const { target, vmid } = options;
   let path = target;
-  let compress: Compress = (compressOption as Compress | undefined) ?? "none";
+  let compress: Compress = options.compress ?? "none";
   if (vmid !== undefined) {
     const info = lstatOrUndefined(target);
     if (!info?.isDirectory) {
-      throw new CliError(`--vmid: '${target}' is not a directory`);
+      throw new CliError(`--vmid: ${shownQuoted(target)} is not a directory`);
     }
     const ext = compress === "zstd" ? ".vma.zst" : compress === "gzip" ? ".vma.gz" : ".vma";
     path = `${target.replace(/\/+$/, "") || "/"}/vzdump-qemu-${vmid}-${
-      formatVzdumpTime(writer.ctime)
+      formatVzdumpTime(ctime)
     }${ext}`.replace(/^\/\//, "/");
-  } else if (compressOption === undefined && target !== "-" && !target.startsWith("exec:")) {
+  } else if (options.compress === undefined && target !== "-" && !target.startsWith("exec:")) {
     if (target.endsWith(".zst")) compress = "zstd";
     else if (target.endsWith(".gz")) compress = "gzip";
   }
   if (path !== "-" && !path.startsWith("exec:")) {
     const info = lstatOrUndefined(path);
     if (info && !info.isFifo && !info.isCharDevice) {
-      throw new CliError(`can't open file ${path} - File exists`);
+      throw new CliError(`can't open file ${shown(path)} - File exists`);
     }
   }
+  return { path, compress };
+}
 
-  // Configs.
-  const configs: { name: string; data: Uint8Array }[] = [];
-  for (const file of strings(values.config)) {
-    let data: Uint8Array;
+/** A config as added to the archive. */
+interface Config {
+  readonly name: string;
+  readonly data: Uint8Array;
+}
+
+/**
+ * Reads at most `limit` bytes of `path`; undefined when it holds more, without
+ * reading the rest (`/dev/zero`, a FIFO, a huge file).
+ */
+async function readAtMost(path: string, limit: number): Promise<Uint8Array | undefined> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    const buf = new Uint8Array(limit + 1);
+    let used = 0;
+    while (used < buf.length) {
+      const n = await file.read(buf.subarray(used));
+      if (n === null) return buf.slice(0, used);
+      used += n;
+    }
+    return undefined;
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Reads the `-c` files (at most 65,535 bytes each, the most a config blob
+ * holds) and adds them to `writer` under their base names.
+ */
+export async function readConfigs(
+  writer: VmaWriter,
+  files: readonly string[],
+): Promise<Config[]> {
+  const configs: Config[] = [];
+  for (const file of files) {
+    const name = baseName(file);
+    let data: Uint8Array | undefined;
     try {
-      data = await Deno.readFile(file);
+      data = await readAtMost(file, MAX_BLOB_SIZE);
     } catch (e) {
       throw new CliError(
-        `Unable to read file: Failed to open file \u201c${file}\u201d: ${describeError(e)}`,
+        `Unable to read file: Failed to open file \u201c${shown(file)}\u201d: ${describeError(e)}`,
         { cause: e },
       );
     }
-    const name = baseName(file);
+    if (data === undefined) {
+      throw new CliError(
+        `Unable to append config data ${shown(file)} (len > ${MAX_BLOB_SIZE}) - Cannot add config ${
+          quote(name)
+        }: the data is more than ${MAX_BLOB_SIZE} bytes`,
+      );
+    }
     try {
       writer.addConfig(name, data);
     } catch (e) {
       throw new CliError(
-        `Unable to append config data ${file} (len = ${data.length}) - ${describeError(e)}`,
+        `Unable to append config data ${shown(file)} (len = ${data.length}) - ${describeError(e)}`,
         { cause: e },
       );
     }
     configs.push({ name, data });
   }
+  return configs;
+}
 
-  // Disks.
+/** The opened disks and their devices in the writer. */
+export interface Inputs {
+  readonly sources: readonly DiskSource[];
+  readonly devices: readonly VmaDeviceWriter[];
+}
+
+/**
+ * Opens the disks, adds the generated qemu-server.conf (`--make-config`) and
+ * then the devices to `writer`, and warns about map lines qmrestore refuses.
+ * Closes what it opened when it fails.
+ */
+export async function openInputs(
+  writer: VmaWriter,
+  options: CreateOptions,
+  configs: Config[],
+): Promise<Inputs> {
   const sources: DiskSource[] = [];
-  const devices: VmaDeviceWriter[] = [];
   try {
-    for (const disk of disks) {
-      if (UNSUPPORTED_FORMATS.includes(disk.format)) {
-        throw new CliError(
-          `bdrv_open '${disk.path}' failed - format '${disk.format}' is not supported yet (raw, qcow2 and vmdk are)`,
-        );
-      }
-      const source = disk.format === "raw"
-        ? await openDiskSource(disk.path, disk.format)
-        : await openDiskImageSource(disk.path, disk.format);
-      sources.push(source);
-      if (source.size !== source.imageSize) {
-        warn(
-          `image '${disk.path}' size ${source.imageSize} is not a multiple of 512: padded with ${
-            source.size - source.imageSize
-          } zero bytes to ${source.size}`,
-        );
-      }
-    }
-    // A generated qemu-server.conf comes before the devices are added.
-    const hasConf = configs.some((c) => c.name === "qemu-server.conf");
-    if (values["make-config"] === true) {
-      if (hasConf) {
-        warn("--make-config: a qemu-server.conf is given, so none is generated");
-      } else {
-        const text = generateConfig(
-          disks.map((d, i) => ({ name: d.name, size: sources[i].size })),
-          { storage, vmid },
-        );
-        writer.addConfig("qemu-server.conf", text);
-        configs.push({ name: "qemu-server.conf", data: new TextEncoder().encode(text) });
-      }
-    }
-    for (let i = 0; i < disks.length; i++) {
+    for (const disk of options.disks) sources.push(await openDisk(disk, options.confine));
+    if (options.makeConfig) addGeneratedConfig(writer, options, configs, sources);
+    const devices = options.disks.map((disk, i) => {
       try {
-        devices.push(writer.addDevice(disks[i].name, sources[i].size));
+        return writer.addDevice(disk.name, sources[i].size);
       } catch (e) {
         throw new CliError(
-          `vma_writer_register_stream '${disks[i].name}' failed - ${describeError(e)}`,
+          `vma_writer_register_stream ${shownQuoted(disk.name)} failed - ${describeError(e)}`,
           { cause: e },
         );
       }
-    }
+    });
     const conf = configs.find((c) => c.name === "qemu-server.conf");
     if (conf) {
       const problems = restoreProblems(
         new TextDecoder().decode(conf.data),
-        disks.map((d) => d.name).filter((n) => n !== "vmstate"),
+        options.disks.map((d) => d.name).filter((n) => n !== "vmstate"),
       );
       for (const p of problems) warn(p);
     }
+    return { sources, devices };
   } catch (e) {
     for (const s of sources) s.close();
     throw e;
   }
+}
 
-  // Write.
-  const sink = await openSink(path);
-  const transform = compressor(compress, zstdLevel);
+/** Opens one `-d` disk; warns when its size is padded to a multiple of 512. */
+async function openDisk(disk: DiskSpec, confine: boolean): Promise<DiskSource> {
+  if (UNSUPPORTED_FORMATS.includes(disk.format)) {
+    throw new CliError(
+      `bdrv_open ${shownQuoted(disk.path)} failed - format ${
+        shownQuoted(disk.format)
+      } is not supported yet (raw, qcow2 and vmdk are)`,
+    );
+  }
+  const source = disk.format === "raw"
+    ? await openDiskSource(disk.path, disk.format)
+    : await openDiskImageSource(disk.path, disk.format, { confine });
+  if (source.size !== source.imageSize) {
+    warn(
+      `image ${
+        shownQuoted(disk.path)
+      } size ${source.imageSize} is not a multiple of 512: padded with ${
+        source.size - source.imageSize
+      } zero bytes to ${source.size}`,
+    );
+  }
+  return source;
+}
+
+/** `--make-config`: a minimal qemu-server.conf, unless one is given. */
+function addGeneratedConfig(
+  writer: VmaWriter,
+  options: CreateOptions,
+  configs: Config[],
+  sources: readonly DiskSource[],
+): void {
+  if (configs.some((c) => c.name === "qemu-server.conf")) {
+    warn("--make-config: a qemu-server.conf is given, so none is generated");
+    return;
+  }
+  const text = generateConfig(
+    options.disks.map((d, i) => ({ name: d.name, size: sources[i].size })),
+    { storage: options.storage, vmid: options.vmid },
+  );
+  writer.addConfig("qemu-server.conf", text);
+  configs.push({ name: "qemu-server.conf", data: new TextEncoder().encode(text) });
+}
+
+/** Bytes of zeros per disk, as counted by the writer. */
+type ZeroCounts = number[];
+
+/**
+ * Feeds the disks into `writer` while its archive streams into the sink
+ * (compressed as planned); commits the output, or discards it on failure.
+ */
+export async function runPipeline(
+  writer: VmaWriter,
+  inputs: Inputs,
+  plan: OutputPlan,
+  options: CreateOptions,
+): Promise<ZeroCounts> {
+  const { sources, devices } = inputs;
+  const sink = await openSink(plan.path);
+  const transform = compressor(plan.compress, options.zstdLevel);
   const pump = transform || !sink.reusesNothing
     ? (transform ? writer.readable.pipeThrough(transform) : writer.readable).pipeTo(sink.writable)
     : pumpRecycling(writer, sink.writable);
-  const total = sources.reduce((n, s) => n + s.size, 0);
-  let transferred = 0;
-  let lastPercent = -1;
-  const bar = createProgress("create", !verbose && values["no-progress"] !== true);
-  const onBytes = (n: number) => {
-    transferred += n;
-    if (verbose && total > 0) {
-      const percent = Math.floor((transferred * 100) / total);
-      if (percent !== lastPercent) {
-        lastPercent = percent;
-        writeStderr(
-          `progress ${percent}% ${transferred}/${total} ${writer.stats.zeroBytes}\n`,
-        );
-      }
-    }
-    bar.update(transferred, total);
-  };
-  const zeros: number[] = [];
+  const bar = createProgress("create", options.progress);
+  const onBytes = progressCounter(
+    writer,
+    sources,
+    options.verbose,
+    (done, total) => bar.update(done, total),
+  );
+  const zeros: ZeroCounts = [];
   const feed = async () => {
     for (let i = 0; i < sources.length; i++) {
       const before = writer.stats.zeroBytes;
@@ -480,15 +356,47 @@ export async function createCommand(args: string[]): Promise<number> {
     throw toCliError(e, e instanceof CliError ? "" : "creating vma archive failed - ");
   }
   bar.finish();
-  if (verbose) {
-    disks.forEach((d, i) => {
-      writeStderr(
-        `image ${d.name}: size=${sources[i].size} zeros=${zeros[i]} saved=${
-          sources[i].size - zeros[i]
-        }\n`,
-      );
+  return zeros;
+}
+
+/** The per-chunk progress callback: `-v` percent lines and the progress bar. */
+function progressCounter(
+  writer: VmaWriter,
+  sources: readonly DiskSource[],
+  verbose: boolean,
+  update: (done: number, total: number) => void,
+): (n: number) => void {
+  const total = sources.reduce((n, s) => n + s.size, 0);
+  let transferred = 0;
+  let lastPercent = -1;
+  return (n: number) => {
+    transferred += n;
+    if (verbose && total > 0) {
+      const percent = Math.floor((transferred * 100) / total);
+      if (percent !== lastPercent) {
+        lastPercent = percent;
+        writeStderr(
+          `progress ${percent}% ${transferred}/${total} ${writer.stats.zeroBytes}\n`,
+        );
+      }
+    }
+    update(transferred, total);
+  };
+}
+
+/** Runs `vma create` with `options`; returns the exit status. */
+export async function createCommand(options: CreateOptions): Promise<number> {
+  const writer = newWriter(options);
+  const plan = planOutput(options, writer.ctime);
+  const configs = await readConfigs(writer, options.configFiles);
+  const inputs = await openInputs(writer, options, configs);
+  const zeros = await runPipeline(writer, inputs, plan, options);
+  if (options.verbose) {
+    options.disks.forEach((d, i) => {
+      const size = inputs.sources[i].size;
+      writeStderr(`image ${d.name}: size=${size} zeros=${zeros[i]} saved=${size - zeros[i]}\n`);
     });
   }
-  if (vmid !== undefined) await writeStdout(`${path}\n`);
+  if (options.vmid !== undefined) await writeStdout(`${plan.path}\n`);
   return 0;
 }

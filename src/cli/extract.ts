@@ -3,249 +3,119 @@
  * configs and sparse raw disk images into a new directory, or (with `-r`,
  * qmrestore's map protocol) disks into existing volumes.
  *
+ * The steps: {@linkcode extractOptions} (options), {@linkcode planFiles}
+ * (every name written, refused when two collide), {@linkcode makeTargetDir},
+ * {@linkcode writeConfigs}, then {@linkcode runExtract} (the devices).
+ *
  * @module
  */
 import * as fs from "node:fs";
 import { extractVma } from "../vma/extract_vma.ts";
-import type { VmaDevice } from "../vma/vma_reader.ts";
-import type { VmaDeviceSink } from "../vma/extract_vma.ts";
-import { lastString, parseCommandArgs, strings } from "./_args.ts";
+import type { VmaDevice, VmaHeader, VmaReader } from "../vma/vma_reader.ts";
+import { lastString, strings } from "./_args.ts";
+import { defineCommand, type Values } from "./_command.ts";
 import { openArchive, toCliError } from "./_archive.ts";
-import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
+import { BrokenPipeError, CliError, describeError } from "./_errors.ts";
 import { formatList, formatSummary } from "./_proxmox_text.ts";
 import { writeStdout, writeStdoutSync } from "./_stdio.ts";
 import { onCleanup } from "./_cleanup.ts";
+import { renameNoReplace } from "./_output.ts";
 import { readProgress } from "./_read_progress.ts";
 import { readMap, type RestoreMapEntry } from "./_restore_map.ts";
-import { HELP } from "./_usage.ts";
+import { FileSink } from "./_file_sink.ts";
+import { FileIdentity, openTarget } from "./_restore_target.ts";
+import { quote, shown, shownQuoted } from "./_quote.ts";
 
-const BUFFER = 4 * 1024 * 1024;
-const BLOCK = 4096;
-/** A restore target may be larger than the device by this much (Proxmox's slack). */
-const TARGET_SLACK = 4 * 1024 * 1024;
+/** The options of `vma extract`, checked and typed. */
+export interface ExtractOptions {
+  readonly filename: string;
+  readonly dir: string;
+  /** `-d`: the devices to extract; empty for all. */
+  readonly drives: readonly string[];
+  /** `-r`: the map FIFO. */
+  readonly readmap: string | undefined;
+  readonly verbose: boolean;
+  readonly progress: boolean;
+}
+
+/** The options of `vma extract` from its command line. */
+export function extractOptions(
+  values: Values<typeof OPTIONS>,
+  positionals: string[],
+): ExtractOptions {
+  return {
+    filename: positionals[0],
+    dir: positionals[1],
+    drives: strings(values.drives).flatMap((d) => d.split(",")),
+    readmap: lastString(values.readmap),
+    verbose: values.verbose === true,
+    progress: values["no-progress"] !== true,
+  };
+}
 
 /** Why `name` cannot be a file name in the target directory, or undefined. */
 function unsafeName(name: string): string | undefined {
-  if (name === "" || name === "." || name === "..") return `'${name}' is not a file name`;
-  if (name.includes("/") || name.includes("\\")) return `'${name}' contains a path separator`;
+  if (name === "" || name === "." || name === "..") return `${quote(name)} is not a file name`;
+  if (name.includes("/") || name.includes("\\")) {
+    return `${quote(name)} contains a path separator`;
+  }
   // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) return `'${name}' contains a control character`;
+  if (/[\u0000-\u001f\u007f]/.test(name)) return `${quote(name)} contains a control character`;
   return undefined;
 }
 
+/** How a name is compared: as case-insensitive, normalising file systems would. */
+function fileKey(name: string): string {
+  return name.normalize("NFC").toLowerCase();
+}
+
 /**
- * A file written with positioned writes; contiguous writes are gathered into
- * large ones. New files are made sparse by ftruncate; with `writeZero`, the
- * blocks never written are zeroed at the end (for existing volumes).
+ * Every file name extract writes into the target directory (configs, vmstate.bin,
+ * tmp-disk-*.raw and disk-*.raw), checked before anything is written: unsafe
+ * names and two names that one case-insensitive file system would take for the
+ * same file are refused.
  */
-class FileSink implements VmaDeviceSink {
-  #fd: number;
-  #buf = new Uint8Array(BUFFER);
-  #start = 0;
-  #used = 0;
-  #closed = false;
-  #append: boolean;
-  #appendAt = 0;
-  #size: number;
-  #written: Uint8Array | undefined; // one bit per 4 KiB block, with writeZero
-
-  private constructor(fd: number, size: number, append: boolean, writeZero: boolean) {
-    this.#fd = fd;
-    this.#size = size;
-    this.#append = append;
-    if (writeZero) this.#written = new Uint8Array(Math.ceil(size / BLOCK / 8));
-  }
-
-  /** A new sparse file of `size` bytes (fails if it exists). */
-  static create(path: string, size: number): FileSink {
-    const fd = fs.openSync(path, "wx", 0o644);
-    try {
-      fs.ftruncateSync(fd, size);
-    } catch (e) {
-      fs.closeSync(fd);
-      throw e;
+export function planFiles(header: VmaHeader, options: ExtractOptions): string[] {
+  const owners = new Map<string, string>();
+  const claim = (file: string, owner: string) => {
+    const other = owners.get(fileKey(file));
+    if (other !== undefined) {
+      throw new CliError(
+        `refusing to extract: ${other} and ${owner} would both be written to ${quote(file)}`,
+      );
     }
-    return new FileSink(fd, size, false, false);
+    owners.set(fileKey(file), owner);
+  };
+  for (const c of header.configs) {
+    const bad = unsafeName(c.name);
+    if (bad) throw new CliError(`unable to write file: config name ${bad}`);
+    claim(c.name, `config ${quote(c.name)}`);
   }
-
-  /** A new file written sequentially (vmstate.bin). */
-  static sequential(path: string): FileSink {
-    return new FileSink(fs.openSync(path, "wx", 0o644), 0, true, false);
-  }
-
-  /** An existing file or block device of at least `size` bytes. */
-  static existing(fd: number, size: number, writeZero: boolean): FileSink {
-    return new FileSink(fd, size, false, writeZero);
-  }
-
-  #pwrite(data: Uint8Array, position: number): void {
-    let off = 0;
-    while (off < data.length) {
-      off += fs.writeSync(this.#fd, data, off, data.length - off, position + off);
+  for (const d of header.devices) {
+    const bad = unsafeName(d.name);
+    if (bad) throw new CliError(`unable to extract device: device name ${bad}`);
+    const owner = `device ${quote(d.name)}`;
+    if (d.vmstate) claim("vmstate.bin", owner);
+    else if (options.readmap === undefined && wanted(d, options)) {
+      claim(`tmp-disk-${d.name}.raw`, owner);
+      claim(`disk-${d.name}.raw`, owner);
     }
   }
-
-  #flush(): void {
-    if (this.#used === 0) return;
-    this.#pwrite(this.#buf.subarray(0, this.#used), this.#start);
-    this.#used = 0;
-  }
-
-  #mark(offset: number, length: number): void {
-    const bits = this.#written!;
-    for (
-      let b = Math.floor(offset / BLOCK), end = Math.ceil((offset + length) / BLOCK);
-      b < end;
-      b++
-    ) {
-      bits[b >>> 3] |= 1 << (b & 7);
-    }
-  }
-
-  write(offset: number, data: Uint8Array): void {
-    if (this.#append) {
-      offset = this.#appendAt;
-      this.#appendAt += data.length;
-    }
-    if (this.#written) this.#mark(offset, data.length);
-    if (
-      this.#used > 0 && offset === this.#start + this.#used && this.#used + data.length <= BUFFER
-    ) {
-      this.#buf.set(data, this.#used);
-      this.#used += data.length;
-      return;
-    }
-    this.#flush();
-    if (data.length >= BUFFER / 2) {
-      this.#pwrite(data, offset);
-      return;
-    }
-    this.#start = offset;
-    this.#buf.set(data, 0);
-    this.#used = data.length;
-  }
-
-  #zeroUnwritten(): void {
-    const bits = this.#written!;
-    const zeros = new Uint8Array(BUFFER);
-    const blocks = Math.ceil(this.#size / BLOCK);
-    for (let b = 0; b < blocks;) {
-      if (bits[b >>> 3] & (1 << (b & 7))) {
-        b++;
-        continue;
-      }
-      let e = b;
-      while (e < blocks && !(bits[e >>> 3] & (1 << (e & 7))) && e - b < BUFFER / BLOCK) e++;
-      const from = b * BLOCK;
-      const to = Math.min(e * BLOCK, this.#size);
-      this.#pwrite(zeros.subarray(0, to - from), from);
-      b = e;
-    }
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#flush();
-    if (this.#written) this.#zeroUnwritten();
-    fs.fsyncSync(this.#fd);
-    this.#closed = true;
-    fs.closeSync(this.#fd);
-  }
-
-  abandon(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      fs.closeSync(this.#fd);
-    } catch {
-      // closed
-    }
-  }
+  return [...owners.keys()];
 }
 
-/** Opens a `-r` map target: an existing raw file or block device. */
-function openTarget(device: VmaDevice, entry: RestoreMapEntry): FileSink {
-  const path = entry.path!;
-  const format = entry.format ??
-    (path.endsWith(".raw") || path.startsWith("/dev/") ? "raw" : undefined);
-  if (format !== "raw") {
-    throw new CliError(
-      `can't open file ${path} - ${
-        format === undefined ? "cannot tell its format (give format=raw:)" : `format '${format}'`
-      } is not supported yet (only raw targets)`,
-    );
-  }
-  if (
-    entry.cache !== undefined &&
-    !["none", "writeback", "unsafe", "directsync", "writethrough"].includes(entry.cache)
-  ) {
-    throw new CliError(`invalid cache option: ${entry.cache}`);
-  }
-  let fd: number;
-  let size: number;
-  try {
-    fd = fs.openSync(path, "r+");
-  } catch (e) {
-    throw new CliError(
-      `can't open file ${path} - Could not open '${path}': ${describeError(e)}`,
-      { cause: e },
-    );
-  }
-  try {
-    const st = fs.fstatSync(fd);
-    size = st.size;
-    if (!st.isFile()) {
-      // Block devices report size 0: their end tells the size.
-      const file = Deno.openSync(path, { read: true });
-      try {
-        size = file.seekSync(0, Deno.SeekMode.End);
-      } finally {
-        file.close();
-      }
-    }
-  } catch (e) {
-    fs.closeSync(fd);
-    throw new CliError(`can't open file ${path} - ${describeError(e)}`, { cause: e });
-  }
-  if (size !== device.size && (size < device.size || size > device.size + TARGET_SLACK)) {
-    fs.closeSync(fd);
-    throw new CliError(
-      `vma_reader_register_bs for stream ${device.name} failed - unexpected size ${size} != ${device.size}`,
-    );
-  }
-  return FileSink.existing(fd, device.size, entry.writeZero);
+function wanted(device: VmaDevice, options: ExtractOptions): boolean {
+  return options.drives.length === 0 || options.drives.includes(device.name);
 }
 
-/** Runs `vma extract`; returns the exit status. */
-export async function extractCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseCommandArgs("extract", args, {
-    verbose: { type: "boolean", short: "v" },
-    drives: { type: "string", short: "d", multiple: true },
-    readmap: { type: "string", short: "r" },
-    "no-progress": { type: "boolean" },
-  });
-  if (values.help) {
-    await writeStdout(HELP.extract);
-    return 0;
-  }
-  if (positionals.length !== 2) {
-    throw new UsageError(
-      positionals.length < 2
-        ? `missing ${positionals.length === 0 ? "<filename> and " : ""}<targetdir>`
-        : `unexpected argument '${positionals[2]}'`,
-      "extract",
-    );
-  }
-  const [filename, dir] = positionals;
-  const driveList = strings(values.drives).flatMap((d) => d.split(","));
-  const readmap = lastString(values.readmap);
-  const verbose = values.verbose === true;
-
-  const { reader, header } = await openArchive(filename);
-  // Registered first; removes the directory only once this process made it.
+/**
+ * Creates the target directory (it must not exist) and registers its removal
+ * on failure; returns the remover's unregistration and the sinks to abandon.
+ */
+export function makeTargetDir(dir: string): { done: () => void; sinks: FileSink[] } {
   let created = false;
   const sinks: FileSink[] = [];
-  const removeDir = onCleanup(() => {
+  const done = onCleanup(() => {
     for (const s of sinks) s.abandon();
     if (created) Deno.removeSync(dir, { recursive: true });
   });
@@ -253,80 +123,115 @@ export async function extractCommand(args: string[]): Promise<number> {
     fs.mkdirSync(dir, 0o777);
     created = true;
   } catch (e) {
-    removeDir();
-    await reader.cancel().catch(() => {});
-    throw new CliError(`unable to create target directory ${dir} - ${describeError(e)}`, {
+    done();
+    throw new CliError(`unable to create target directory ${shown(dir)} - ${describeError(e)}`, {
       cause: e,
     });
   }
-  const renames: [string, string][] = [];
-  const progress = readProgress(verbose, values["no-progress"] !== true, "extract");
+  return { done, sinks };
+}
+
+/** Writes the configs (first: qmrestore reads qemu-server.conf once it sees CTIME). */
+export function writeConfigs(dir: string, header: VmaHeader): void {
+  for (const c of header.configs) {
+    const path = `${dir}/${c.name}`;
+    try {
+      fs.writeFileSync(path, c.data, { flag: "wx", mode: 0o644 });
+    } catch (e) {
+      throw new CliError(
+        `unable to write file: Failed to create file \u201c${shown(path)}\u201d: ${
+          describeError(e)
+        }`,
+        { cause: e },
+      );
+    }
+  }
+}
+
+/** What the device callback needs besides the device. */
+interface DeviceContext {
+  readonly options: ExtractOptions;
+  map: Map<string, RestoreMapEntry> | undefined;
+  readonly archive: FileIdentity | undefined;
+  readonly sinks: FileSink[];
+  readonly renames: [string, string][];
+  readonly targets: Map<string, string>;
+}
+
+/** The sink for device `d`: vmstate.bin, a map target, a new disk file or none. */
+function sinkFor(d: VmaDevice, ctx: DeviceContext): FileSink | undefined {
+  const { dir } = ctx.options;
+  if (d.vmstate) {
+    const path = `${dir}/vmstate.bin`;
+    try {
+      const sink = FileSink.sequential(path);
+      ctx.sinks.push(sink);
+      return sink;
+    } catch (e) {
+      throw new CliError(`create vmstate file ${shownQuoted(path)} failed - ${describeError(e)}`, {
+        cause: e,
+      });
+    }
+  }
+  if (!wanted(d, ctx.options)) return undefined;
+  if (ctx.map) {
+    const entry = ctx.map.get(d.name);
+    if (entry === undefined) throw new CliError(`no device name mapping for ${shown(d.name)}`);
+    if (entry.skip) return undefined;
+    const sink = openTarget(d, entry, ctx.archive, ctx.targets);
+    ctx.sinks.push(sink);
+    return sink;
+  }
+  const tmp = `${dir}/tmp-disk-${d.name}.raw`;
+  writeStdoutSync(`DEVINFO ${tmp} ${d.size}\n`);
   try {
-    // Configs first: qmrestore reads qemu-server.conf once it sees CTIME.
-    for (const c of header.configs) {
-      const bad = unsafeName(c.name);
-      if (bad) throw new CliError(`unable to write file: config name ${bad}`);
-      const path = `${dir}/${c.name}`;
-      try {
-        fs.writeFileSync(path, c.data, { flag: "wx", mode: 0o644 });
-      } catch (e) {
-        throw new CliError(
-          `unable to write file: Failed to create file \u201c${path}\u201d: ${describeError(e)}`,
-          { cause: e },
-        );
-      }
-    }
-    let map: Map<string, RestoreMapEntry> | undefined;
-    if (readmap !== undefined) {
+    const sink = FileSink.create(tmp, d.size);
+    ctx.sinks.push(sink);
+    ctx.renames.push([tmp, `${dir}/disk-${d.name}.raw`]);
+    return sink;
+  } catch (e) {
+    throw new CliError(`can't create file ${shown(tmp)}: ${describeError(e)}`, { cause: e });
+  }
+}
+
+/**
+ * Reads the map (`-r`), extracts the devices, renames the finished disks and
+ * prints the summary (`-v`).
+ */
+export async function runExtract(
+  reader: VmaReader,
+  header: VmaHeader,
+  options: ExtractOptions,
+  sinks: FileSink[],
+): Promise<void> {
+  const ctx: DeviceContext = {
+    options,
+    map: undefined,
+    archive: options.readmap === undefined ? undefined : FileIdentity.of(options.filename),
+    sinks,
+    renames: [],
+    targets: new Map(),
+  };
+  const progress = readProgress(options.verbose, options.progress, "extract");
+  try {
+    if (options.readmap !== undefined) {
       await writeStdout(formatList(header));
-      map = await readMap(readmap);
+      ctx.map = await readMap(options.readmap);
     }
-    const summary = await extractVma(reader, {
-      device(d: VmaDevice) {
-        const bad = unsafeName(d.name);
-        if (bad) throw new CliError(`unable to extract device: device name ${bad}`);
-        if (d.vmstate) {
-          const path = `${dir}/vmstate.bin`;
-          try {
-            const sink = FileSink.sequential(path);
-            sinks.push(sink);
-            return sink;
-          } catch (e) {
-            throw new CliError(`create vmstate file '${path}' failed - ${describeError(e)}`, {
-              cause: e,
-            });
-          }
-        }
-        if (driveList.length > 0 && !driveList.includes(d.name)) return undefined;
-        if (map) {
-          const entry = map.get(d.name);
-          if (entry === undefined) throw new CliError(`no device name mapping for ${d.name}`);
-          if (entry.skip) return undefined;
-          const sink = openTarget(d, entry);
-          sinks.push(sink);
-          return sink;
-        }
-        const tmp = `${dir}/tmp-disk-${d.name}.raw`;
-        writeStdoutSync(`DEVINFO ${tmp} ${d.size}\n`);
-        try {
-          const sink = FileSink.create(tmp, d.size);
-          sinks.push(sink);
-          renames.push([tmp, `${dir}/disk-${d.name}.raw`]);
-          return sink;
-        } catch (e) {
-          throw new CliError(`can't create file ${tmp}: ${describeError(e)}`, { cause: e });
-        }
-      },
-    }, { onProgress: progress.onProgress });
+    const summary = await extractVma(reader, { device: (d) => sinkFor(d, ctx) }, {
+      onProgress: progress.onProgress,
+    });
     progress.finish();
-    for (const [from, to] of renames) {
+    for (const [from, to] of ctx.renames) {
       try {
-        fs.renameSync(from, to);
+        renameNoReplace(from, to);
       } catch (e) {
-        throw new CliError(`rename ${from} to ${to} failed - ${describeError(e)}`, { cause: e });
+        throw new CliError(`rename ${shown(from)} to ${shown(to)} failed - ${describeError(e)}`, {
+          cause: e,
+        });
       }
     }
-    if (verbose) await writeStdout(formatSummary(summary));
+    if (options.verbose) await writeStdout(formatSummary(summary));
   } catch (e) {
     progress.finish();
     await reader.cancel().catch(() => {});
@@ -334,6 +239,69 @@ export async function extractCommand(args: string[]): Promise<number> {
     if (e instanceof CliError && !(e.cause instanceof SyntaxError)) throw e;
     throw toCliError(e, "restore failed - ");
   }
-  removeDir();
+}
+
+const SYNOPSIS = "usage: vma extract <filename> [-v] [-d <drive-list>] [-r <fifo>] <targetdir>";
+
+const OPTIONS = {
+  verbose: { type: "boolean", short: "v" },
+  drives: { type: "string", short: "d", multiple: true },
+  readmap: { type: "string", short: "r" },
+  "no-progress": { type: "boolean" },
+} as const;
+
+/** `vma extract`. */
+export const extract = defineCommand({
+  name: "extract",
+  synopsis: SYNOPSIS,
+  help: `${SYNOPSIS}
+
+Extracts an archive into <targetdir>, which must not exist yet: one file per
+config, and disk-<devname>.raw per device (exact size, sparse: zero regions
+are not written). Prints 'DEVINFO <targetdir>/tmp-disk-<devname>.raw <size>'
+per device, as Proxmox's vma; each disk is written under that temporary name,
+fsynced and renamed when the archive has been read completely. On failure or
+on SIGINT/SIGTERM, the target directory is removed again. An archive with two
+names for one file (a config named like a disk file, or names differing only
+in case) is refused before anything is written.
+
+Options:
+  -d, --drives <drive-list>  extract only these devices (comma-separated
+                  device names); the others are still read and checked
+  -r, --readmap <fifo>  qmrestore's map protocol: write the configs, print the
+                  list block, read map lines from <fifo> ('[format=raw:]
+                  <0|1>:<devname>=<path>' or 'skip=<devname>', up to 'done'),
+                  and write each disk into its existing volume (raw files and
+                  block devices only; throttling.* and cache= are accepted
+                  and ignored); a map line holds at most 8,191 bytes, and
+                  the archive itself or one volume for two devices is refused
+  -v, --verbose   print Proxmox's progress lines and summary on standard output
+      --no-progress  no progress bar (see verify)
+  -h, --help      show this help
+`,
+  options: OPTIONS,
+  positionals: ["<filename>", "<targetdir>"],
+  run: (values, positionals) => extractCommand(extractOptions(values, positionals)),
+});
+
+/** Runs `vma extract` with `options`; returns the exit status. */
+export async function extractCommand(options: ExtractOptions): Promise<number> {
+  const { reader, header } = await openArchive(options.filename);
+  let target: ReturnType<typeof makeTargetDir>;
+  try {
+    planFiles(header, options);
+    target = makeTargetDir(options.dir);
+  } catch (e) {
+    await reader.cancel().catch(() => {});
+    throw e;
+  }
+  try {
+    writeConfigs(options.dir, header);
+  } catch (e) {
+    await reader.cancel().catch(() => {});
+    throw e;
+  }
+  await runExtract(reader, header, options, target.sinks);
+  target.done();
   return 0;
 }

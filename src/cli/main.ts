@@ -8,22 +8,32 @@ import { BrokenPipeError, CliError, UsageError } from "./_errors.ts";
 import { runCleanup } from "./_cleanup.ts";
 import { writeStderr, writeStdout } from "./_stdio.ts";
 import { MAIN_HELP, SYNOPSIS, USAGE, VERSION } from "./_usage.ts";
-import { listCommand } from "./list.ts";
-import { configCommand } from "./config.ts";
+import { type Command, runCommand } from "./_command.ts";
+import { list } from "./list.ts";
+import { config } from "./config.ts";
 import { verifyCommand } from "./verify.ts";
-import { extractCommand } from "./extract.ts";
-import { createCommand } from "./create.ts";
+import { extract } from "./extract.ts";
+import { create } from "./create.ts";
+import { oneLine, shownQuoted } from "./_quote.ts";
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
-  list: listCommand,
-  config: configCommand,
-  create: createCommand,
-  extract: extractCommand,
+/** The commands declared as records: main handles their help and positionals. */
+const RECORDS: Record<string, Command> = Object.fromEntries(
+  [list, config, create, extract].map((c) => [c.name, c as unknown as Command]),
+);
+
+/** Commands that still parse their own arguments. */
+const FUNCTIONS: Record<string, (args: string[]) => Promise<number>> = {
   verify: verifyCommand,
 };
 
+function synopsis(command: string): string {
+  return RECORDS[command]?.synopsis ?? SYNOPSIS[command];
+}
+
 /**
- * Runs the `vma` command line with `args` (without the program name).
+ * Runs the `vma` command line with `args` (without the program name). A
+ * failure is one line on stderr, whatever it says: control characters and line
+ * separators in a message are escaped.
  *
  * @param args The command line arguments, such as `["list", "x.vma"]`.
  * @returns The exit status: 0 success, 1 failure, 2 usage error, 255 for
@@ -41,25 +51,27 @@ export async function main(args: string[]): Promise<number> {
       await writeStdout(`vma (vmakit) ${VERSION}\n`);
       return 0;
     }
-    const run = COMMANDS[command];
-    if (!run) throw new UsageError(`unknown command '${command}'`);
+    const record = Object.hasOwn(RECORDS, command) ? RECORDS[command] : undefined;
+    if (record) return await runCommand(record, rest);
+    const run = Object.hasOwn(FUNCTIONS, command) ? FUNCTIONS[command] : undefined;
+    if (!run) throw new UsageError(`unknown command ${shownQuoted(command)}`);
     return await run(rest);
   } catch (e) {
     runCleanup();
     if (e instanceof BrokenPipeError) return 1;
     if (e instanceof UsageError) {
-      writeStderr(`vma: ${e.message}\n`);
+      writeStderr(`vma: ${oneLine(e.message)}\n`);
       writeStderr(
-        e.command ? `${SYNOPSIS[e.command]}\nTry 'vma ${e.command} --help' for more.\n` : USAGE,
+        e.command ? `${synopsis(e.command)}\nTry 'vma ${e.command} --help' for more.\n` : USAGE,
       );
       return e.exitCode;
     }
     if (e instanceof CliError) {
-      writeStderr(e.bare ? `${e.message}\n` : `vma: ${e.message}\n`);
+      writeStderr(`${e.bare ? "" : "vma: "}${oneLine(e.message)}\n`);
       return e.exitCode;
     }
     const message = e instanceof Error ? e.message : String(e);
-    writeStderr(`vma: ${message}\n`);
+    writeStderr(`vma: ${oneLine(message)}\n`);
     return 1;
   }
 }

@@ -1,6 +1,7 @@
 // `vma extract -r <fifo>`: qmrestore's map protocol, its parser and errors.
 import assert from "node:assert/strict";
-import { parseMap, parseMapLine } from "../../src/cli/_restore_map.ts";
+import { MAX_MAP_LINE, parseMap, parseMapLine, readMap } from "../../src/cli/_restore_map.ts";
+import { measureVma, NO_PEAK_RSS } from "./_peak_rss.ts";
 import { CliError } from "../../src/cli/_errors.ts";
 import { fixtureDir, makeDisk, readOrUndefined, vma } from "../_cli_run.ts";
 import { CLI } from "../_cli_run.ts";
@@ -166,4 +167,90 @@ Deno.test("vma extract -r reports a map it cannot open", async () => {
   const r = await vma(["extract", "-r", "no-such.fifo", "small.vma", "tmp-r3"], { cwd: dir });
   assert.equal(r.code, 1);
   assert.equal(r.stderr, "vma: unable to open fifo no-such.fifo - No such file or directory\n");
+});
+
+Deno.test("readMap takes lines up to 8,191 bytes with the newline and refuses longer ones", async () => {
+  const file = `${dir}/map-${crypto.randomUUID()}.txt`;
+  const fits = `0:d=${"x".repeat(MAX_MAP_LINE - 5)}`; // 8,190 bytes + newline
+  await Deno.writeTextFile(file, `${fits}\n0:e=y\n`);
+  const map = await readMap(file);
+  assert.equal(map.get("d")?.path?.length, MAX_MAP_LINE - 5);
+  assert.equal(map.get("e")?.path, "y");
+  await Deno.writeTextFile(file, `${fits}x\n0:e=y\n`);
+  await assert.rejects(
+    () => readMap(file),
+    (e: unknown) =>
+      e instanceof CliError &&
+      e.message ===
+        `read map failed - parse error: line longer than 8191 bytes ('0:d=${"x".repeat(76)}...')`,
+  );
+  // Errors echo at most 80 characters of the line.
+  await Deno.writeTextFile(file, `9:${"z".repeat(5000)}\n`);
+  await assert.rejects(
+    () => readMap(file),
+    (e: unknown) =>
+      e instanceof CliError &&
+      e.message === `read map failed - parse error ('9:${"z".repeat(78)}...')`,
+  );
+  await Deno.remove(file);
+});
+
+Deno.test("vma extract -r stops reading a huge map line at 8,191 bytes, in little memory", async () => {
+  if (NO_PEAK_RSS) {
+    console.log(`skipped: ${NO_PEAK_RSS}`);
+    return;
+  }
+  const fifo = `${dir}/map-${crypto.randomUUID()}.fifo`;
+  assert.ok((await new Deno.Command("mkfifo", { args: [fifo] }).output()).success);
+  const run = measureVma(["extract", "-r", fifo, "small.vma", "tmp-huge"], dir);
+  // 100 MiB without a newline; the CLI must give up long before the end.
+  const total = 100 * 2 ** 20;
+  const chunk = new Uint8Array(2 ** 20).fill(0x61);
+  let written = 0;
+  const f = await Deno.open(fifo, { write: true });
+  try {
+    while (written < total) written += await f.write(chunk);
+  } catch (e) {
+    assert.ok(e instanceof Deno.errors.BrokenPipe, String(e));
+  } finally {
+    f.close();
+  }
+  const r = await run.result();
+  await Deno.remove(fifo);
+  assert.equal(
+    r.stderr,
+    `vma: read map failed - parse error: line longer than 8191 bytes ('${"a".repeat(80)}...')\n`,
+  );
+  assert.equal(r.code, 1);
+  assert.ok(written < total, `the CLI read all ${written} bytes`);
+  assert.ok(r.peakRss < 150 * 2 ** 20, `peak RSS ${r.peakRss} bytes`);
+  console.log(
+    `peak RSS ${(r.peakRss / 2 ** 20).toFixed(1)} MiB; ${written} of ${total} bytes written`,
+  );
+  assert.equal(await readOrUndefined(`${dir}/tmp-huge`), undefined);
+});
+
+Deno.test("vma extract -r refuses the archive itself and one target for two devices", async () => {
+  await Deno.writeFile(`${dir}/vol-dup.raw`, new Uint8Array(4194304));
+  await Deno.symlink(`${dir}/vol-dup.raw`, `${dir}/vol-dup-link.raw`);
+  const before = await Deno.readFile(`${dir}/small.vma`);
+  const cases: [string, string][] = [
+    [
+      "format=raw:0:drive-scsi0=small.vma\nskip=drive-scsi1\n",
+      'vma: refusing to restore device "drive-scsi0" to "small.vma": it is the archive being read\n',
+    ],
+    [
+      "0:drive-scsi0=vol-dup.raw\n0:drive-scsi1=vol-dup-link.raw\n",
+      'vma: refusing to restore device "drive-scsi1" to "vol-dup-link.raw": device "drive-scsi0" is restored there too\n',
+    ],
+  ];
+  for (const [map, stderr] of cases) {
+    const target = `tmp-fail-${crypto.randomUUID()}`;
+    const r = await restore(["small.vma", target], map);
+    assert.equal(r.stderr, stderr, map);
+    assert.equal(r.code, 1);
+    assert.equal(await readOrUndefined(`${dir}/${target}`), undefined);
+  }
+  assert.deepEqual(await Deno.readFile(`${dir}/small.vma`), before);
+  assert.deepEqual(await Deno.readFile(`${dir}/vol-dup.raw`), new Uint8Array(4194304));
 });

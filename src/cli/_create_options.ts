@@ -1,0 +1,169 @@
+// The command line of `vma create`: its options, checked and typed.
+import { lastString, strings } from "./_args.ts";
+import type { Values } from "./_command.ts";
+import { CliError, UsageError } from "./_errors.ts";
+import { warn } from "./_stdio.ts";
+import { shownQuoted } from "./_quote.ts";
+import { type Compress, DEFAULT_ZSTD_LEVEL } from "./_archive_sink.ts";
+
+/** One `-d` disk. */
+export interface DiskSpec {
+  spec: string;
+  format: string;
+  name: string;
+  path: string;
+}
+
+/** Parses `-d` values and legacy positional disks into names, formats and paths. */
+function parseDisks(dashD: string[], legacy: string[]): DiskSpec[] {
+  if (dashD.length > 0 && legacy.length > 0) {
+    throw new UsageError("Unexpected extra argument - specify all devices via '-d'", "create");
+  }
+  const specs = dashD.length ? dashD : legacy;
+  return specs.map((spec, index) => {
+    let rest = spec;
+    let format: string;
+    const m = /^format=([^:]*):/.exec(spec);
+    if (m) {
+      format = m[1];
+      rest = spec.slice(m[0].length);
+    } else if (spec.startsWith("format=")) {
+      throw new CliError(`option 'format' not terminated (${shownQuoted(spec)})`);
+    } else if (dashD.length) {
+      throw new CliError(`No format specified for device: ${shownQuoted(spec)}`);
+    } else {
+      warn(
+        `Specifying a device without a format is deprecated - use '-d format=<format>:${spec}'`,
+      );
+      format = "auto"; // QEMU probes the format when none is given
+    }
+    const eq = rest.indexOf("=");
+    const name = eq >= 0 ? rest.slice(0, eq) : `disk${index}`;
+    const path = eq >= 0 ? rest.slice(eq + 1) : rest;
+    if (path === "") throw new CliError(`No path specified for device: ${shownQuoted(spec)}`);
+    return { spec, format, name, path };
+  });
+}
+
+/** `--ctime` / SOURCE_DATE_EPOCH: seconds since the epoch or an ISO 8601 date. */
+function parseTime(text: string, what: string): Date {
+  let ms: number;
+  if (/^-?\d+$/.test(text.trim())) ms = Number(text.trim()) * 1000;
+  else if (/^\d{4}-\d\d-\d\d/.test(text.trim())) ms = Date.parse(text.trim());
+  else ms = NaN;
+  if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) {
+    throw new UsageError(
+      `invalid ${what} ${shownQuoted(text)}: give seconds since the epoch or an ISO 8601 date`,
+      "create",
+    );
+  }
+  return new Date(ms);
+}
+
+function sourceDateEpoch(): string | undefined {
+  try {
+    const v = Deno.env.get("SOURCE_DATE_EPOCH");
+    return v === undefined || v === "" ? undefined : v;
+  } catch {
+    return undefined; // no env permission
+  }
+}
+
+/** The options of `vma create`, checked and typed. */
+export interface CreateOptions {
+  /** `<filename>`: a file, `-`, `exec:<command>`, or a directory with `--vmid`. */
+  readonly target: string;
+  readonly verbose: boolean;
+  readonly progress: boolean;
+  /** `--compress`, when given. */
+  readonly compress: Compress | undefined;
+  readonly zstdLevel: number;
+  readonly vmid: string | undefined;
+  readonly uuid: string | undefined;
+  readonly ctime: Date | undefined;
+  readonly ordered: boolean;
+  readonly makeConfig: boolean;
+  readonly storage: string;
+  /** `--confine`: backing files and extents only beside the image. */
+  readonly confine: boolean;
+  /** `-c` files. */
+  readonly configFiles: readonly string[];
+  readonly disks: readonly DiskSpec[];
+}
+
+/** The options of `vma create` for node:util parseArgs. */
+export const OPTIONS = {
+  config: { type: "string", short: "c", multiple: true },
+  device: { type: "string", short: "d", multiple: true },
+  verbose: { type: "boolean", short: "v" },
+  compress: { type: "string" },
+  "zstd-level": { type: "string" },
+  uuid: { type: "string" },
+  ctime: { type: "string" },
+  ordered: { type: "boolean" },
+  vmid: { type: "string" },
+  "make-config": { type: "boolean" },
+  storage: { type: "string" },
+  confine: { type: "boolean" },
+  "no-progress": { type: "boolean" },
+} as const;
+
+/** The options of `vma create` from its command line, checked. */
+export function createOptions(
+  values: Values<typeof OPTIONS>,
+  positionals: string[],
+): CreateOptions {
+  const [target, ...legacy] = positionals;
+  const compress = lastString(values.compress);
+  if (compress !== undefined && !["zstd", "gzip", "none"].includes(compress)) {
+    throw new UsageError(
+      `invalid --compress ${shownQuoted(compress)}: use zstd, gzip or none`,
+      "create",
+    );
+  }
+  const zstdLevel = parseZstdLevel(lastString(values["zstd-level"]));
+  const vmid = lastString(values.vmid);
+  if (vmid !== undefined && !/^[1-9]\d{2,8}$/.test(vmid)) {
+    throw new UsageError(
+      `invalid --vmid ${shownQuoted(vmid)}: a VM id is a number from 100`,
+      "create",
+    );
+  }
+  if (vmid !== undefined && (target === "-" || target.startsWith("exec:"))) {
+    throw new UsageError("--vmid needs a directory as <filename>", "create");
+  }
+  return {
+    target,
+    verbose: values.verbose === true,
+    progress: values.verbose !== true && values["no-progress"] !== true,
+    compress: compress as Compress | undefined,
+    zstdLevel,
+    vmid,
+    uuid: lastString(values.uuid),
+    ctime: parseCtime(lastString(values.ctime)),
+    ordered: values.ordered === true,
+    makeConfig: values["make-config"] === true,
+    storage: lastString(values.storage) ?? "local-lvm",
+    confine: values.confine === true,
+    configFiles: strings(values.config),
+    disks: parseDisks(strings(values.device), legacy),
+  };
+}
+
+function parseZstdLevel(text: string | undefined): number {
+  const level = text === undefined ? DEFAULT_ZSTD_LEVEL : Number(text);
+  if (!/^\d{1,2}$/.test(text ?? "3") || level < 1 || level > 19) {
+    throw new UsageError(
+      `invalid --zstd-level ${shownQuoted(String(text))}: use a number from 1 to 19`,
+      "create",
+    );
+  }
+  return level;
+}
+
+/** `--ctime`, else $SOURCE_DATE_EPOCH, else undefined (now). */
+function parseCtime(text: string | undefined): Date | undefined {
+  if (text !== undefined) return parseTime(text, "--ctime");
+  const sde = sourceDateEpoch();
+  return sde === undefined ? undefined : parseTime(sde, "SOURCE_DATE_EPOCH");
+}
