@@ -59,7 +59,7 @@ Deno.test({
 
 Deno.test("formatBar fits every width, dropping whole fields (ETA first), never cutting one", () => {
   const field =
-    /^(create \[[#-]{10,40}\])?( *\d+%)( [\d.]+ [KMGTP]?i?B \/ [\d.]+ [KMGTP]?i?B)?(  [\d.]+ [KMGTP]?i?B\/s)?(  ETA [\d:-]+)?$/;
+    /^(create \[[#-]{10,40}\])?( *\d+%)( [\d.]+ [KMGTP]?i?B \/ [\d.]+ [KMGTP]?i?B)?( {2}[\d.]+ [KMGTP]?i?B\/s)?( {2}ETA [\d:-]+)?$/;
   const seen = new Set<number>();
   for (let columns = 1; columns <= 200; columns++) {
     for (const [done, total, seconds] of [[0, 0, 0], [3 * 2 ** 30, 64 * 2 ** 30, 7.5]]) {
