@@ -6,6 +6,7 @@ import { vma } from "../_cli_run.ts";
 import { parseVmConfig, vmConfigPlan } from "../../src/cli/_vm_config.ts";
 import { parseMapLines, restoreProblems } from "../../src/cli/_qemu_server_conf.ts";
 import { NO_CONF } from "./_warnings.ts";
+import { measureVma, NO_PEAK_RSS } from "./_peak_rss.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -252,6 +253,12 @@ Deno.test("vma create --vm-config of a missing or too big file fails in one line
       `vma: Unable to append config data big.conf (len > 65535) - Cannot add config "qemu-server.conf": the data is more than 65535 bytes\n`,
     );
     assert.equal(r.code, 1);
+    r = await vma(["create", "x.vma", "--vm-config", "/dev/zero"], { cwd: dir });
+    assert.equal(
+      r.stderr,
+      `vma: Unable to append config data /dev/zero (len > 65535) - Cannot add config "qemu-server.conf": the data is more than 65535 bytes\n`,
+    );
+    assert.equal(r.code, 1);
     // 65,500 bytes of config plus a map line: more than a blob holds.
     await Deno.writeTextFile(`${dir}/full.conf`, "#".repeat(65499) + "\nscsi0: s:v,size=1G\n");
     r = await vma(
@@ -286,5 +293,26 @@ Deno.test("vma create warns for a -c file named <vmid>.conf and for an archive w
       cwd: dir,
     });
     assert.equal(made.stderr, "");
+  });
+});
+
+Deno.test("vma create --vm-config of a 10 GiB file fails at once in little memory", async () => {
+  if (NO_PEAK_RSS) {
+    console.log(`skipped: ${NO_PEAK_RSS}`);
+    return;
+  }
+  await withDir(async (dir) => {
+    const file = await Deno.open(`${dir}/huge.conf`, { write: true, create: true });
+    await file.truncate(10 * 2 ** 30); // sparse
+    file.close();
+    const r = await measureVma(["create", "bad.vma", "--vm-config", "huge.conf"], dir).result();
+    assert.equal(
+      r.stderr,
+      `vma: Unable to append config data huge.conf (len > 65535) - Cannot add config "qemu-server.conf": the data is more than 65535 bytes\n`,
+    );
+    assert.equal(r.code, 1);
+    assert.ok(r.peakRss < 150 * 2 ** 20, `peak RSS ${r.peakRss} bytes`);
+    console.log(`peak RSS ${(r.peakRss / 2 ** 20).toFixed(1)} MiB`);
+    assert.deepEqual(files(dir), ["100.conf", "a.raw", "b.raw", "huge.conf"]);
   });
 });
