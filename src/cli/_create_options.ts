@@ -4,6 +4,7 @@ import type { Values } from "./_command.ts";
 import { CliError, UsageError } from "./_errors.ts";
 import { warn } from "./_stdio.ts";
 import { shownQuoted } from "./_quote.ts";
+import { baseName } from "./_output.ts";
 import { type Compress, DEFAULT_ZSTD_LEVEL } from "./_archive_sink.ts";
 
 /** One `-d` disk. */
@@ -88,6 +89,8 @@ export interface CreateOptions {
   readonly confine: boolean;
   /** `-c` files. */
   readonly configFiles: readonly string[];
+  /** `--vm-config`: a VM config as Proxmox keeps it, stored as qemu-server.conf. */
+  readonly vmConfig: string | undefined;
   readonly disks: readonly DiskSpec[];
 }
 
@@ -103,6 +106,7 @@ export const OPTIONS = {
   ordered: { type: "boolean" },
   vmid: { type: "string" },
   "make-config": { type: "boolean" },
+  "vm-config": { type: "string" },
   storage: { type: "string" },
   confine: { type: "boolean" },
   "no-progress": { type: "boolean" },
@@ -125,13 +129,16 @@ export function createOptions(
   const vmid = lastString(values.vmid);
   if (vmid !== undefined && !/^[1-9]\d{2,8}$/.test(vmid)) {
     throw new UsageError(
-      `invalid --vmid ${shownQuoted(vmid)}: a VM id is a number from 100`,
+      `invalid --vmid ${shownQuoted(vmid)}: a VM id is a number from 100 to 999999999`,
       "create",
     );
   }
   if (vmid !== undefined && (target === "-" || target.startsWith("exec:"))) {
     throw new UsageError("--vmid needs a directory as <filename>", "create");
   }
+  const configFiles = strings(values.config);
+  const vmConfig = lastString(values["vm-config"]);
+  if (vmConfig !== undefined) checkVmConfig(values["make-config"] === true, configFiles);
   return {
     target,
     verbose: values.verbose === true,
@@ -145,9 +152,27 @@ export function createOptions(
     makeConfig: values["make-config"] === true,
     storage: lastString(values.storage) ?? "local-lvm",
     confine: values.confine === true,
-    configFiles: strings(values.config),
+    configFiles,
+    vmConfig,
     disks: parseDisks(strings(values.device), legacy),
   };
+}
+
+/** `--vm-config` is the qemu-server.conf: no `--make-config`, no `-c .../qemu-server.conf`. */
+function checkVmConfig(makeConfig: boolean, configFiles: readonly string[]): void {
+  if (makeConfig) {
+    throw new UsageError(
+      "--vm-config and --make-config both give qemu-server.conf: use one",
+      "create",
+    );
+  }
+  const conf = configFiles.find((f) => baseName(f) === "qemu-server.conf");
+  if (conf !== undefined) {
+    throw new UsageError(
+      `--vm-config and -c ${shownQuoted(conf)} both give qemu-server.conf: use one`,
+      "create",
+    );
+  }
 }
 
 function parseZstdLevel(text: string | undefined): number {

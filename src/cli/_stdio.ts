@@ -24,8 +24,29 @@ export async function writeStdout(data: Uint8Array | string): Promise<void> {
   }
 }
 
-/** Writes text to stderr, ignoring a closed stderr. */
+/** Whether a status line (the progress bar) is on the terminal's current line. */
+let statusLine = false;
+
+/**
+ * Draws `text` as the status line (the progress bar) at the start of the
+ * terminal's current line, erasing the rest of the line.
+ */
+export function drawStatusLine(text: string): void {
+  statusLine = false; // redrawn in place: no need to erase it first
+  writeStderr(`\r${text}\x1b[K`);
+  statusLine = true;
+}
+
+/**
+ * Writes text to stderr, ignoring a closed stderr. A status line is erased
+ * first (carriage return, erase to end of line), so the text starts a clean
+ * line; `writeStderr("")` just erases it.
+ */
 export function writeStderr(text: string): void {
+  if (statusLine) {
+    statusLine = false;
+    text = `\r\x1b[K${text}`;
+  }
   const bytes = encoder.encode(text);
   try {
     let off = 0;

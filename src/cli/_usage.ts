@@ -1,15 +1,17 @@
-// Usage and help texts. The general usage is Proxmox's, word for word.
+// Usage and help texts. The general usage is Proxmox's, with vmakit's options
+// (create -v, --vm-config, extract -v, list --json) and at most 80 columns.
 
 /** The version printed by `vma --version` (kept equal to deno.json's by a test). */
 export const VERSION = "0.1.0";
 
-/** Proxmox's usage text. */
+/** The general usage: Proxmox's commands, with vmakit's options. */
 export const USAGE = `usage: vma command [command options]
 
-vma list <filename>
+vma list <filename> [--json]
 vma config <filename> [-c <config>]
-vma create <filename> [-c <config>] [-d format=<format>:<device name>=<path> [-d ...]]
-vma extract <filename> [-d <drive-list>] [-r <fifo>] <targetdir>
+vma create <filename> [-v] [-c <config>] [--vm-config <file>]
+           [-d format=<format>:<device name>=<path> [-d ...]]
+vma extract <filename> [-v] [-d <drive-list>] [-r <fifo>] <targetdir>
 vma verify <filename> [-v]
 `;
 
@@ -20,11 +22,14 @@ Every <filename> read may be '-' (standard input) and may be compressed with
 zstd, gzip or lzop (found by its magic bytes, as vzdump writes .vma.zst,
 .vma.gz and .vma.lzo).
 
-  vma <command> --help   options of a command
+  vma <command> --help   options of a command (also: vma help <command>)
   vma --version          print the version
 
 Exit status: 0 success, 1 failure, 2 usage error, 255 'vma config' found no
 such config (as Proxmox's vma), 130/143 interrupted by SIGINT/SIGTERM.
+Every failure is one line on stderr, starting with 'vma: ', except the 255
+one, which is Proxmox's line as it prints it: unable to find configuration
+data '<name>'.
 `;
 
 /**

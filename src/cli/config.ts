@@ -19,7 +19,10 @@ export const config = defineCommand({
   help: `${SYNOPSIS}
 
 Writes the raw bytes of one config file of the archive to standard output.
-Reads only the header. Exit status 255 when the archive has no such config.
+Reads only the header. When the archive has no such config, prints Proxmox's
+line "unable to find configuration data '<name>'" on stderr, byte for byte
+(the one failure without the 'vma: ' prefix, as Proxmox's vma prints it),
+and exits with status 255.
 
 Options:
   -c, --config <name>   the config to print (default: qemu-server.conf)

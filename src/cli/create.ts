@@ -21,6 +21,7 @@ import { createProgress } from "./_progress.ts";
 import { type DiskSource, openDiskSource } from "./_raw_source.ts";
 import { openDiskImageSource } from "./_image_source.ts";
 import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
+import { parseVmConfig, vmConfigPlan } from "./_vm_config.ts";
 import { type Compress, compressor, openSink, pumpRecycling } from "./_archive_sink.ts";
 import { quote, shown, shownQuoted } from "./_quote.ts";
 import { MAX_BLOB_SIZE } from "../vma/_layout.ts";
@@ -39,8 +40,8 @@ const UNSUPPORTED_FORMATS = [
   "vvfat",
 ];
 
-const SYNOPSIS =
-  "usage: vma create <filename> [-v] [-c <config>]... [-d format=<format>:[<device name>=]<path>]...";
+const SYNOPSIS = `usage: vma create <filename> [-v] [-c <config>]... [--vm-config <file>]
+                  [-d format=<format>:[<device name>=]<path>]...`;
 
 /** `vma create`. */
 export const create = defineCommand({
@@ -50,22 +51,34 @@ export const create = defineCommand({
        vma create <filename> [options] [<device name>=]<path>...   (deprecated)
 
 Writes a VMA archive of config files and disk images (raw files, block
-devices, qcow2 or VMDK images). <filename> must not exist yet: the archive is written under a
-temporary name in the same directory, fsynced and renamed at the end, and
-nothing is left behind on failure or SIGINT/SIGTERM. '-' writes the archive
-to standard output; an existing FIFO or character device is written to
-directly; 'exec:<command>' pipes it into a shell command (as vzdump does).
+devices, qcow2 or VMDK images). <filename> must not exist yet: the archive is
+written under a temporary name in the same directory, fsynced and renamed at
+the end, and nothing is left behind on failure or SIGINT/SIGTERM. '-' writes
+the archive to standard output; an existing FIFO or character device is
+written to directly; 'exec:<command>' pipes it into a shell command (as
+vzdump does).
 
 Options:
   -c, --config <file>   add a config file, stored under its base name
                         (repeatable; at most 65,535 bytes)
+      --vm-config <file>
+                        the VM's config as Proxmox keeps it
+                        (/etc/pve/qemu-server/<vmid>.conf): stored as
+                        qemu-server.conf the way vzdump stores it, with a
+                        '#qmdump#map' line for each disk <key> of the config
+                        given as -d ...drive-<key>=<path> (storage from the
+                        volume id, format from format= or the volume's
+                        extension, else raw)
   -d, --device format=<format>:[<device name>=]<path>
                         add a disk (repeatable): format raw (files and block
                         devices), qcow2 (backing files, compressed clusters),
-                        vmdk, or auto (detect). Without a name the disk is
-                        called disk<N> (N counts from 0). A size not a multiple
-                        of 512 is padded with zeros, with a warning, as QEMU
-                        does. Disks are read one after the other.
+                        vmdk, or auto (detect). Without a name, the disk is
+                        called disk<N>, where N is its position among the -d
+                        options: disk0 for the first, disk1 for the second.
+                        A size not a multiple of 512 is padded with zeros,
+                        with a warning, as QEMU does. Disks are read one after
+                        the other. qmrestore needs the names drive-<key>
+                        (drive-scsi0, drive-virtio1, drive-efidisk0...).
   -v, --verbose         print Proxmox's progress lines and per-image summary
                         on stderr
       --compress <zstd|gzip|none>
@@ -78,24 +91,29 @@ Options:
       --uuid <uuid>     the archive uuid (default: random)
       --ctime <time>    the archive time: seconds since the epoch or an ISO
                         8601 date (default: $SOURCE_DATE_EPOCH, else now)
-      --ordered         write clusters in device and cluster order, so the same
-                        inputs, uuid and ctime give the same bytes
+      --ordered         write clusters in device and cluster order, so the
+                        same inputs, uuid and ctime give the same bytes
       --vmid <vmid>     <filename> is a directory: write
                         vzdump-qemu-<vmid>-<YYYY_MM_DD-HH_MM_SS>.vma[.zst|.gz]
-                        in it (the time is the archive's, local time; qmrestore
-                        accepts only such names) and print its path
-      --make-config     when no qemu-server.conf is given, add a minimal one
-                        with a drive line and a '#qmdump#map' line per device
+                        in it (the time is the archive's, local time;
+                        qmrestore accepts only such names) and print its path;
+                        <vmid> is a number from 100 to 999999999
+      --make-config     when there is no VM config at all, add a minimal
+                        qemu-server.conf with a drive line and a
+                        '#qmdump#map' line per device
       --storage <id>    storage id for --make-config (default: local-lvm)
-      --confine         backing files and VMDK extents must be regular files in
-                        the image's own directory; use it for images you did
-                        not make yourself
+      --confine         backing files and VMDK extents must be regular files
+                        in the image's own directory; use it for images you
+                        did not make yourself
       --no-progress     no progress bar (shown on stderr only when stderr is
                         a terminal and -v is not given)
   -h, --help            show this help
 
-Warnings (stderr) when qemu-server.conf lacks a '#qmdump#map' line for a
-device, or has one for a device not in the archive: qmrestore refuses both.
+Warnings (stderr), as qmrestore refuses such archives or restores them
+incompletely: no qemu-server.conf at all; a -c file named <vmid>.conf (stored
+under that name; use --vm-config); a device without a '#qmdump#map' line, or
+a map line for a device not in the archive; with --vm-config, a device that
+is not a disk of the config, or a disk of the config not in the archive.
 `,
   options: OPTIONS,
   positionals: ["<filename>"],
@@ -158,6 +176,10 @@ export function planOutput(options: CreateOptions, ctime: Date): OutputPlan {
 interface Config {
   readonly name: string;
   readonly data: Uint8Array;
+  /** The file it came from, when it came from one. */
+  readonly file?: string;
+  /** Warnings to print once the devices are in (`--vm-config`'s unmatched disks). */
+  readonly warnings?: readonly string[];
 }
 
 /**
@@ -180,42 +202,74 @@ async function readAtMost(path: string, limit: number): Promise<Uint8Array | und
   }
 }
 
+/** Reads a config file given on the command line: at most a blob's 65,535 bytes. */
+async function readConfigFile(file: string, name: string): Promise<Uint8Array> {
+  let data: Uint8Array | undefined;
+  try {
+    data = await readAtMost(file, MAX_BLOB_SIZE);
+  } catch (e) {
+    throw new CliError(
+      `Unable to read file: Failed to open file \u201c${shown(file)}\u201d: ${describeError(e)}`,
+      { cause: e },
+    );
+  }
+  if (data === undefined) {
+    throw new CliError(
+      `Unable to append config data ${shown(file)} (len > ${MAX_BLOB_SIZE}) - Cannot add config ${
+        quote(name)
+      }: the data is more than ${MAX_BLOB_SIZE} bytes`,
+    );
+  }
+  return data;
+}
+
+/** Adds a config to `writer`; a refusal names the file it came from. */
+function addConfig(writer: VmaWriter, file: string, config: Config): void {
+  try {
+    writer.addConfig(config.name, config.data);
+  } catch (e) {
+    throw new CliError(
+      `Unable to append config data ${shown(file)} (len = ${config.data.length}) - ${
+        describeError(e)
+      }`,
+      { cause: e },
+    );
+  }
+}
+
+/** A `-c` file named `<vmid>.conf` is a VM config that qmrestore would not find. */
+function warnVmidConf({ file, name }: Config): void {
+  if (file === undefined || !/^\d+\.conf$/.test(name)) return;
+  warn(
+    `-c ${shownQuoted(file)} is stored as ${
+      shownQuoted(name)
+    }, but qmrestore reads only qemu-server.conf: for a VM config from /etc/pve/qemu-server use --vm-config`,
+  );
+}
+
 /**
- * Reads the `-c` files (at most 65,535 bytes each, the most a config blob
- * holds) and adds them to `writer` under their base names.
+ * Reads `--vm-config` (stored as qemu-server.conf with vzdump's map lines) and
+ * the `-c` files (at most 65,535 bytes each, the most a config blob holds),
+ * and adds them to `writer`, the `-c` files under their base names.
  */
 export async function readConfigs(
   writer: VmaWriter,
-  files: readonly string[],
+  options: Pick<CreateOptions, "configFiles" | "vmConfig" | "disks">,
 ): Promise<Config[]> {
   const configs: Config[] = [];
-  for (const file of files) {
+  if (options.vmConfig !== undefined) {
+    const file = options.vmConfig;
+    const vm = parseVmConfig(await readConfigFile(file, "qemu-server.conf"));
+    const plan = vmConfigPlan(file, vm, options.disks.map((d) => d.name));
+    const config = { name: "qemu-server.conf", data: plan.data, file, warnings: plan.warnings };
+    addConfig(writer, file, config);
+    configs.push(config);
+  }
+  for (const file of options.configFiles) {
     const name = baseName(file);
-    let data: Uint8Array | undefined;
-    try {
-      data = await readAtMost(file, MAX_BLOB_SIZE);
-    } catch (e) {
-      throw new CliError(
-        `Unable to read file: Failed to open file \u201c${shown(file)}\u201d: ${describeError(e)}`,
-        { cause: e },
-      );
-    }
-    if (data === undefined) {
-      throw new CliError(
-        `Unable to append config data ${shown(file)} (len > ${MAX_BLOB_SIZE}) - Cannot add config ${
-          quote(name)
-        }: the data is more than ${MAX_BLOB_SIZE} bytes`,
-      );
-    }
-    try {
-      writer.addConfig(name, data);
-    } catch (e) {
-      throw new CliError(
-        `Unable to append config data ${shown(file)} (len = ${data.length}) - ${describeError(e)}`,
-        { cause: e },
-      );
-    }
-    configs.push({ name, data });
+    const config = { name, data: await readConfigFile(file, name), file };
+    addConfig(writer, file, config);
+    configs.push(config);
   }
   return configs;
 }
@@ -250,8 +304,11 @@ export async function openInputs(
         );
       }
     });
+    // Advice on what qmrestore would make of it, once the inputs are good.
+    for (const c of configs) warnVmidConf(c);
     const conf = configs.find((c) => c.name === "qemu-server.conf");
-    if (conf) {
+    for (const w of conf?.warnings ?? []) warn(w);
+    if (conf && options.vmConfig === undefined) {
       const problems = restoreProblems(
         new TextDecoder().decode(conf.data),
         options.disks.map((d) => d.name).filter((n) => n !== "vmstate"),
@@ -388,7 +445,7 @@ function progressCounter(
 export async function createCommand(options: CreateOptions): Promise<number> {
   const writer = newWriter(options);
   const plan = planOutput(options, writer.ctime);
-  const configs = await readConfigs(writer, options.configFiles);
+  const configs = await readConfigs(writer, options);
   const inputs = await openInputs(writer, options, configs);
   const zeros = await runPipeline(writer, inputs, plan, options);
   if (options.verbose) {
@@ -396,6 +453,12 @@ export async function createCommand(options: CreateOptions): Promise<number> {
       const size = inputs.sources[i].size;
       writeStderr(`image ${d.name}: size=${size} zeros=${zeros[i]} saved=${size - zeros[i]}\n`);
     });
+  }
+  if (!configs.some((c) => c.name === "qemu-server.conf")) {
+    // Last, once the archive is written: a failure stays the only line.
+    warn(
+      "the archive has no qemu-server.conf, which qmrestore needs: give the VM's config with --vm-config <file>, or --make-config",
+    );
   }
   if (options.vmid !== undefined) await writeStdout(`${plan.path}\n`);
   return 0;

@@ -17,7 +17,7 @@ import { defineCommand, type Values } from "./_command.ts";
 import { openArchive, toCliError } from "./_archive.ts";
 import { BrokenPipeError, CliError, describeError } from "./_errors.ts";
 import { formatList, formatSummary } from "./_proxmox_text.ts";
-import { writeStdout, writeStdoutSync } from "./_stdio.ts";
+import { warn, writeStdout, writeStdoutSync } from "./_stdio.ts";
 import { onCleanup } from "./_cleanup.ts";
 import { renameNoReplace } from "./_output.ts";
 import { readProgress } from "./_read_progress.ts";
@@ -102,6 +102,22 @@ export function planFiles(header: VmaHeader, options: ExtractOptions): string[] 
     }
   }
   return [...owners.keys()];
+}
+
+/**
+ * Warns for each `-d` name the archive has no device of (Proxmox silently
+ * extracts nothing for it; so do we, with the same exit status).
+ */
+export function warnUnknownDrives(header: VmaHeader, options: ExtractOptions): void {
+  const names = header.devices.map((d) => d.name);
+  for (const drive of new Set(options.drives)) {
+    if (names.includes(drive)) continue;
+    warn(
+      `-d ${shownQuoted(drive)}: the archive has no such device, so nothing is extracted for it (${
+        names.length ? `its devices: ${names.map(shownQuoted).join(", ")}` : "it has no devices"
+      })`,
+    );
+  }
 }
 
 function wanted(device: VmaDevice, options: ExtractOptions): boolean {
@@ -267,7 +283,8 @@ in case) is refused before anything is written.
 
 Options:
   -d, --drives <drive-list>  extract only these devices (comma-separated
-                  device names); the others are still read and checked
+                  device names); the others are still read and checked; a
+                  name the archive does not have is a warning, not an error
   -r, --readmap <fifo>  qmrestore's map protocol: write the configs, print the
                   list block, read map lines from <fifo> ('[format=raw:]
                   <0|1>:<devname>=<path>' or 'skip=<devname>', up to 'done'),
@@ -290,6 +307,7 @@ export async function extractCommand(options: ExtractOptions): Promise<number> {
   let target: ReturnType<typeof makeTargetDir>;
   try {
     planFiles(header, options);
+    warnUnknownDrives(header, options);
     target = makeTargetDir(options.dir);
   } catch (e) {
     await reader.cancel().catch(() => {});

@@ -44,6 +44,8 @@ export async function main(args: string[]): Promise<number> {
     const [command, ...rest] = args;
     if (command === undefined) throw new UsageError("missing command");
     if (command === "--help" || command === "-h" || command === "help") {
+      // `vma help <command>` is `vma <command> --help`.
+      if (command === "help" && rest.length > 0) return await main([rest[0], "--help"]);
       await writeStdout(MAIN_HELP);
       return 0;
     }

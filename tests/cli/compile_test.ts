@@ -3,6 +3,7 @@
 // without DENORT_BIN this test is skipped, and says so.
 import assert from "node:assert/strict";
 import { fixtureDir, ROOT } from "../_cli_run.ts";
+import { downloadFailureMessage, isRuntimeDownloadFailure } from "../../tools/compile.ts";
 
 let denort: string | undefined;
 try {
@@ -71,4 +72,48 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("deno task compile without a reachable runtime download says what it needs in one line", async () => {
+  const out = await Deno.makeTempDir({ prefix: "vmakit-compile-" });
+  try {
+    const env: Record<string, string> = { ...Deno.env.toObject() };
+    delete env.DENORT_BIN;
+    // A proxy that refuses connections: the denort download fails at once, as
+    // it does where dl.deno.land cannot be resolved.
+    Object.assign(env, { HTTPS_PROXY: "http://127.0.0.1:9", https_proxy: "http://127.0.0.1:9" });
+    const build = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${ROOT}tools/compile.ts`, "--out", `${out}/dist`],
+      cwd: ROOT,
+      clearEnv: true,
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (build.success) {
+      console.log("skipped: deno compile found denort in its cache, so nothing was downloaded");
+      return;
+    }
+    assert.equal(build.code, 1);
+    assert.equal(
+      new TextDecoder().decode(build.stderr),
+      downloadFailureMessage(Deno.version.deno) + "\n",
+    );
+    assert.match(downloadFailureMessage("2.9.6"), /DENORT_BIN/);
+    // No empty dist/ is left behind.
+    assert.deepEqual([...Deno.readDirSync(out)], []);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("isRuntimeDownloadFailure tells a failed denort download from other compile errors", () => {
+  const dns = `error: Writing deno compile executable to temporary file 'dist/vma.tmp-1'
+
+Caused by:
+    0: Setting up base binary.
+    1: error sending request for url (https://dl.deno.land/release/v2.9.6/denort-x86_64-unknown-linux-gnu.zip): client error (Connect): dns error: failed to lookup address information: Name or service not known
+    2: client error (Connect)`;
+  assert.ok(isRuntimeDownloadFailure(dns));
+  assert.ok(!isRuntimeDownloadFailure("error: TS2322 [ERROR]: Type 'string' is not assignable"));
 });

@@ -1,6 +1,7 @@
 // `vma create -c`: a config blob holds at most 65,535 bytes; a longer file,
 // /dev/zero or an endless FIFO fails at once, without reading the rest.
 import assert from "node:assert/strict";
+import { NO_CONF } from "./_warnings.ts";
 import { vma } from "../_cli_run.ts";
 import { measureVma, NO_PEAK_RSS } from "./_peak_rss.ts";
 
@@ -25,7 +26,7 @@ Deno.test("vma create -c takes a config of 65,535 bytes and refuses 65,536", asy
     await Deno.writeFile(`${dir}/max.conf`, new Uint8Array(65535).fill(0x61));
     await Deno.writeFile(`${dir}/big.conf`, new Uint8Array(65536).fill(0x61));
     let r = await vma(["create", "ok.vma", "-c", "max.conf"], { cwd: dir });
-    assert.equal(r.stderr, "");
+    assert.equal(r.stderr, NO_CONF);
     assert.equal(r.code, 0);
     r = await vma(["list", "ok.vma"], { cwd: dir });
     assert.match(r.stdout, /^CFG: size: 65535 name: max.conf\n/);

@@ -97,3 +97,36 @@ Deno.test("renameNoReplace never replaces an existing file", async () => {
     assert.equal(await Deno.readTextFile(`${dir}/moved`), "new");
   });
 });
+
+Deno.test("vma extract -d with a name the archive lacks warns, naming the devices, and still exits 0", async () => {
+  await withDir(async (dir) => {
+    await archive(dir, [{ name: "qemu-server.conf", data: "x\n" }], [
+      DISK,
+      { name: "drive-scsi1", size: 65536 },
+    ]);
+    const r = await vma(["extract", "a.vma", "out", "-d", "drive-scsi1,scsi0,drive-scsi1"], {
+      cwd: dir,
+    });
+    assert.equal(r.code, 0);
+    assert.equal(
+      r.stderr,
+      "vma: warning: -d 'scsi0': the archive has no such device, so nothing is extracted for it (its devices: 'drive-scsi0', 'drive-scsi1')\n",
+    );
+    assert.equal(r.stdout, "DEVINFO out/tmp-disk-drive-scsi1.raw 65536\n");
+    assert.deepEqual(list(`${dir}/out`), ["disk-drive-scsi1.raw", "qemu-server.conf"]);
+    // Only unknown names: nothing but the configs, as Proxmox's vma, one line per name.
+    const none = await vma(["extract", "a.vma", "none", "-d", "x\ny", "-d", ""], { cwd: dir });
+    assert.equal(none.code, 0);
+    assert.equal(
+      none.stderr,
+      `vma: warning: -d "x\\ny": the archive has no such device, so nothing is extracted for it (its devices: 'drive-scsi0', 'drive-scsi1')\n` +
+        `vma: warning: -d "": the archive has no such device, so nothing is extracted for it (its devices: 'drive-scsi0', 'drive-scsi1')\n`,
+    );
+    assert.deepEqual(list(`${dir}/none`), ["qemu-server.conf"]);
+    // Every name known: no warning.
+    const all = await vma(["extract", "a.vma", "all", "-d", "drive-scsi0,drive-scsi1"], {
+      cwd: dir,
+    });
+    assert.equal(all.stderr, "");
+  });
+});

@@ -3,18 +3,63 @@
 import assert from "node:assert/strict";
 import { fixtureDir, ROOT, vma } from "../_cli_run.ts";
 import { USAGE, VERSION } from "../../src/cli/_usage.ts";
+import { PERMISSIONS } from "../../tools/compile.ts";
 
-const PROXMOX_USAGE = `usage: vma command [command options]
+const COMMANDS = ["list", "config", "create", "extract", "verify"];
 
-vma list <filename>
+/** The lines of `text` wider than 80 columns. */
+function wide(text: string): string[] {
+  return text.split("\n").filter((line) => line.length > 80);
+}
+
+Deno.test("vma usage is Proxmox's with vmakit's options, in at most 80 columns", () => {
+  assert.equal(
+    USAGE,
+    `usage: vma command [command options]
+
+vma list <filename> [--json]
 vma config <filename> [-c <config>]
-vma create <filename> [-c <config>] [-d format=<format>:<device name>=<path> [-d ...]]
-vma extract <filename> [-d <drive-list>] [-r <fifo>] <targetdir>
+vma create <filename> [-v] [-c <config>] [--vm-config <file>]
+           [-d format=<format>:<device name>=<path> [-d ...]]
+vma extract <filename> [-v] [-d <drive-list>] [-r <fifo>] <targetdir>
 vma verify <filename> [-v]
-`;
+`,
+  );
+  assert.deepEqual(wide(USAGE), []);
+});
 
-Deno.test("vma usage text is Proxmox's, word for word", () => {
-  assert.equal(USAGE, PROXMOX_USAGE);
+Deno.test("vma --help and every command's --help fit in 80 columns", async () => {
+  for (const args of [["--help"], ...COMMANDS.map((c) => [c, "--help"])]) {
+    const r = await vma(args);
+    assert.equal(r.code, 0);
+    assert.ok(r.stdout.length > 100, r.stdout);
+    assert.deepEqual(wide(r.stdout), [], args.join(" "));
+  }
+});
+
+Deno.test("vma help <command> prints the command's help, not the general one", async () => {
+  for (const command of COMMANDS) {
+    const r = await vma(["help", command]);
+    assert.equal(r.code, 0);
+    assert.equal(r.stderr, "");
+    assert.equal(r.stdout, (await vma([command, "--help"])).stdout);
+    assert.ok(r.stdout.startsWith(`usage: vma ${command} <filename>`), r.stdout);
+  }
+  const r = await vma(["help", "frob"]);
+  assert.equal(r.code, 2);
+  assert.ok(r.stderr.startsWith("vma: unknown command 'frob'\n"), r.stderr);
+});
+
+Deno.test("vma create --help says what disk<N> counts and the --vmid range", async () => {
+  const help = (await vma(["create", "--help"])).stdout;
+  const flat = help.replace(/\s+/g, " ");
+  assert.match(
+    flat,
+    /called disk<N>, where N is its position among the -d options: disk0 for the first, disk1 for the second/,
+  );
+  assert.match(flat, /<vmid> is a number from 100 to 999999999/);
+  assert.match(flat, /--vm-config <file> the VM's config as Proxmox keeps it/);
+  assert.doesNotMatch(help, /N counts from 0/);
 });
 
 Deno.test("vma without a command or with an unknown one prints the usage on stderr, status 2", async () => {
@@ -22,7 +67,7 @@ Deno.test("vma without a command or with an unknown one prints the usage on stde
     const r = await vma(args);
     assert.equal(r.code, 2);
     assert.equal(r.stdout, "");
-    assert.ok(r.stderr.endsWith(PROXMOX_USAGE), r.stderr);
+    assert.ok(r.stderr.endsWith(USAGE), r.stderr);
     assert.match(r.stderr, /^vma: (missing command|unknown command '.*')\n/);
   }
 });
@@ -31,7 +76,7 @@ Deno.test("vma --help prints the usage and more on stdout, status 0", async () =
   for (const flag of ["--help", "-h", "help"]) {
     const r = await vma([flag]);
     assert.equal(r.code, 0);
-    assert.ok(r.stdout.startsWith(PROXMOX_USAGE));
+    assert.ok(r.stdout.startsWith(USAGE));
     assert.match(r.stdout, /Exit status: 0 success, 1 failure, 2 usage error/);
     assert.equal(r.stderr, "");
   }
@@ -45,7 +90,7 @@ Deno.test("vma --version prints the version of deno.json", async () => {
   assert.equal(r.code, 0);
 });
 
-for (const command of ["list", "config", "create", "extract", "verify"]) {
+for (const command of COMMANDS) {
   Deno.test(`vma ${command} --help prints the command's help on stdout`, async () => {
     for (const flag of ["--help", "-h"]) {
       const r = await vma([command, flag]);
@@ -73,6 +118,18 @@ const usageErrors: [string[], string][] = [
   [["create", "a.vma", "-c"], "option '-c' needs a value"],
   [["create", "a.vma", "--bogus"], "unknown option '--bogus'"],
   [
+    ["create", "d", "--vmid", "abc"],
+    "invalid --vmid 'abc': a VM id is a number from 100 to 999999999",
+  ],
+  [
+    ["create", "a.vma", "--vm-config", "100.conf", "--make-config"],
+    "--vm-config and --make-config both give qemu-server.conf: use one",
+  ],
+  [
+    ["create", "a.vma", "--vm-config", "100.conf", "-c", "x/qemu-server.conf"],
+    "--vm-config and -c 'x/qemu-server.conf' both give qemu-server.conf: use one",
+  ],
+  [
     ["create", "-d", "format=raw:x", "a.vma", "y"],
     "Unexpected extra argument - specify all devices via '-d'",
   ],
@@ -82,17 +139,18 @@ for (const [args, message] of usageErrors) {
     const r = await vma(args);
     assert.equal(r.code, 2);
     assert.equal(r.stdout, "");
-    const lines = r.stderr.split("\n");
+    const lines = r.stderr.trimEnd().split("\n");
     assert.equal(lines[0], `vma: ${message}`);
     assert.match(lines[1], new RegExp(`^usage: vma ${args[0]} `));
-    assert.equal(lines[2], `Try 'vma ${args[0]} --help' for more.`);
+    assert.equal(lines.at(-1), `Try 'vma ${args[0]} --help' for more.`);
+    assert.deepEqual(wide(r.stderr), []);
   });
 }
 
 Deno.test("vma runs create, list, verify and extract with only the compiled binary's permissions", async () => {
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const task: string = config.tasks.compile;
-  const permissions = task.split(/\s+/).filter((w) => w.startsWith("--allow-"));
+  assert.match(config.tasks.compile, /tools\/compile\.ts/);
+  const permissions = [...PERMISSIONS];
   assert.ok(permissions.length > 0);
   assert.ok(!permissions.includes("--allow-all"));
   const dir = await fixtureDir();
