@@ -37,6 +37,22 @@ async function openReader(path: string): Promise<PositionedReader> {
   }
 }
 
+/**
+ * Decompresses a qcow2 zstd cluster into at most `maxSize` bytes: node:zlib
+ * stops producing output at `maxOutputLength`, so a small frame that would
+ * expand to gigabytes costs no more than one cluster.
+ */
+function zstdCluster(data: Uint8Array, maxSize: number): Promise<Uint8Array> {
+  try {
+    return Promise.resolve(zstdDecompressSync(data, { maxOutputLength: maxSize }));
+  } catch (e) {
+    if ((e as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE") {
+      return Promise.reject(new RangeError(`the zstd frame holds more than ${maxSize} bytes`));
+    }
+    return Promise.reject(e);
+  }
+}
+
 /** Names in images (backing files, extents) are relative to the image's directory. */
 function resolveFrom(imagePath: string, name: string): string {
   return isAbsolute(name) ? name : join(dirname(imagePath), name);
@@ -45,7 +61,7 @@ function resolveFrom(imagePath: string, name: string): string {
 /** The options the library needs to open `path`: zstd, backing and extent openers. */
 export function diskImageOptions(path: string, depth = 0): OpenDiskImageOptions {
   return {
-    zstd: (data) => Promise.resolve(zstdDecompressSync(data)),
+    zstd: zstdCluster,
     openFile: async (name) => {
       try {
         return await openReader(resolveFrom(path, name));

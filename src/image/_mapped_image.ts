@@ -7,6 +7,8 @@
  */
 
 import type { DiskImage, DiskImageRegion, PositionedReader } from "./disk_image.ts";
+import { ByteCache } from "./_byte_cache.ts";
+import { quote } from "./_image_errors.ts";
 
 /** One piece of the virtual disk, starting at the offset it was asked for. */
 export type Extent =
@@ -26,12 +28,13 @@ export type Extent =
   /**
    * Part of a unit that must be loaded whole (a compressed cluster or grain):
    * bytes `skip .. skip + length` of what `load` returns. `key` identifies the
-   * unit for the cache.
+   * unit for the cache; `size` is what `load` returns at most (charged to the cache).
    */
   | {
     kind: "unit";
     length: number;
     key: string;
+    size: number;
     skip: number;
     load: () => Promise<Uint8Array>;
   };
@@ -60,7 +63,21 @@ export function checkReadRange(offset: number, length: number, size: number): vo
   }
 }
 
-const UNIT_CACHE_SIZE = 4;
+/**
+ * Memory for decompressed units kept for later reads. The unit in use always
+ * stays, even when larger (a 64 MiB VMDK grain is read in several pieces).
+ */
+const UNIT_CACHE_BYTES = 8 * 1024 * 1024;
+/**
+ * How far one `regions()` lookup may scan a table for a run (the `end` hint),
+ * and how long a region merged from such runs may grow before it is yielded:
+ * a disk of millions of small extents (16 TiB of L2 entries that all point at
+ * one cluster) yields its first region at once, not after the whole scan.
+ * Longer pieces that cost no scan (an unallocated L1 or grain directory entry,
+ * a flat extent) are still merged whole.
+ */
+export const SCAN_LIMIT = 128 * 1024 * 1024;
+export const REGION_LIMIT = 256 * 1024 * 1024;
 
 /** A {@linkcode DiskImage} over an {@linkcode ExtentMapper}. */
 export class MappedImage implements DiskImage {
@@ -69,7 +86,7 @@ export class MappedImage implements DiskImage {
   #map: ExtentMapper;
   #backing: DiskImage | undefined;
   #closers: (() => Promise<void>)[];
-  #units = new Map<string, Promise<Uint8Array>>();
+  #units = new ByteCache<string, Uint8Array>(UNIT_CACHE_BYTES);
   #closed = false;
 
   constructor(
@@ -92,29 +109,15 @@ export class MappedImage implements DiskImage {
     return extent;
   }
 
-  #unit(key: string, load: () => Promise<Uint8Array>): Promise<Uint8Array> {
-    let unit = this.#units.get(key);
-    if (unit !== undefined) {
-      this.#units.delete(key);
-    } else {
-      unit = load();
-      // A failed load must not stay cached as the answer for good.
-      unit.catch(() => this.#units.delete(key));
-    }
-    this.#units.set(key, unit);
-    if (this.#units.size > UNIT_CACHE_SIZE) {
-      this.#units.delete(this.#units.keys().next().value!);
-    }
-    return unit;
-  }
-
   async *regions(): AsyncGenerator<DiskImageRegion> {
     let start = 0;
     let end = 0;
     let zero = false;
     function* push(offset: number, length: number, isZero: boolean): Generator<DiskImageRegion> {
       if (length === 0) return;
-      if (end > start && isZero === zero) {
+      if (
+        end > start && isZero === zero && (end - start < REGION_LIMIT || length >= REGION_LIMIT)
+      ) {
         end += length;
         return;
       }
@@ -130,7 +133,7 @@ export class MappedImage implements DiskImage {
     try {
       let pos = 0;
       while (pos < this.size) {
-        const extent = await this.#extent(pos, this.size);
+        const extent = await this.#extent(pos, Math.min(this.size, pos + SCAN_LIMIT));
         const length = Math.min(extent.length, this.size - pos);
         if (extent.kind === "backing" && backing !== undefined) {
           // Take the backing image's own regions for this range.
@@ -193,7 +196,7 @@ export class MappedImage implements DiskImage {
       pending = undefined;
       const bytes = await reader.read(position, length);
       if (bytes.length !== length) {
-        const where = file === undefined ? "" : ` in "${file}"`;
+        const where = file === undefined ? "" : ` in ${quote(file)}`;
         throw new SyntaxError(
           `Corrupt ${this.format} image: the data at ${hex(position)}..${
             hex(position + length)
@@ -223,7 +226,7 @@ export class MappedImage implements DiskImage {
       } else {
         await flush();
         if (extent.kind === "unit") {
-          const unit = await this.#unit(extent.key, extent.load);
+          const unit = await this.#units.get(extent.key, extent.size, extent.load);
           (out ??= new Uint8Array(length)).set(unit.subarray(extent.skip, extent.skip + n), at);
         } else if (extent.kind === "backing" && this.#backing !== undefined) {
           const available = Math.min(n, this.#backing.size - pos);
@@ -266,7 +269,7 @@ export async function openReferenced<T>(
   option: string,
 ): Promise<T> {
   if (open === undefined) {
-    throw new TypeError(`Cannot open the ${what} "${name}": no ${option} option was given`);
+    throw new TypeError(`Cannot open the ${what} ${quote(name)}: no ${option} option was given`);
   }
   try {
     return await open();
@@ -279,7 +282,7 @@ export async function openReferenced<T>(
       : error instanceof TypeError
       ? TypeError
       : Error;
-    throw new Class(`Cannot open the ${what} "${name}": ${message}`, { cause: error });
+    throw new Class(`Cannot open the ${what} ${quote(name)}: ${message}`, { cause: error });
   }
 }
 
