@@ -6,10 +6,11 @@
 //
 // Wiring: in openDiskSource, send formats other than "raw" here:
 //   if (format !== "raw") return await openDiskImageSource(path, format);
-import { dirname, isAbsolute, join } from "node:path";
+import { dirname, isAbsolute, join, relative, sep } from "node:path";
 import { zstdDecompressSync } from "node:zlib";
 import type { DiskImage, DiskImageRegion, PositionedReader } from "../image/disk_image.ts";
 import {
+  detectImageFormat,
   type DiskImageFormat,
   openDiskImage,
   type OpenDiskImageOptions,
@@ -17,6 +18,7 @@ import {
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
 import { CliError, describeError } from "./_errors.ts";
 import { type DiskSource, feedDiskImage, filePositionedReader } from "./_raw_source.ts";
+import { warn } from "./_stdio.ts";
 
 /** The `-d format=...` values this module opens. */
 export const IMAGE_FORMATS: readonly string[] = ["auto", "raw", "qcow2", "vmdk"];
@@ -24,17 +26,69 @@ export const IMAGE_FORMATS: readonly string[] = ["auto", "raw", "qcow2", "vmdk"]
 /** How deep a backing chain may go (an image can name itself). */
 const MAX_BACKING_DEPTH = 16;
 
-/** Opens a file as a PositionedReader; block devices get their size from their end. */
-async function openReader(path: string): Promise<PositionedReader> {
+/** Options of {@linkcode openDiskImageSource}. */
+export interface DiskImageSourceOptions {
+  /**
+   * Confine backing files and VMDK extent files to the image's own directory
+   * (after resolving symlinks): no absolute names, no `..` out of it, regular
+   * files only, and no backing file without a recorded format that would be
+   * probed as raw. Off by default, as QEMU does not confine them either.
+   */
+  confine?: boolean;
+}
+
+/** What a referenced file may be: the image itself, a backing file, an extent file. */
+type FileRole = "image" | "backing" | "extent";
+
+/** Quotes a name for a message: as Proxmox does ('x') unless it holds a quote or a control character. */
+export function quotePath(name: string): string {
+  // deno-lint-ignore no-control-regex
+  return /['"\\\x00-\x1f\x7f]/.test(name) ? JSON.stringify(name) : `'${name}'`;
+}
+
+/**
+ * Opens a file as a PositionedReader without blocking: stat first, so that a
+ * FIFO, socket or character device is refused before open could wait on it,
+ * then fstat after open to be sure it is still the same file. Block devices
+ * are allowed for the image itself and for extent files (a raw VMDK extent may
+ * be one); their size comes from their end.
+ */
+async function openReader(
+  path: string,
+  role: FileRole,
+  confine = false,
+): Promise<PositionedReader> {
+  const before = await Deno.stat(path);
+  checkKind(before, role, confine);
   const file = await Deno.open(path, { read: true });
   try {
-    if ((await file.stat()).isDirectory) throw new Error("Is a directory");
+    const after = await file.stat();
+    checkKind(after, role, confine);
+    if (after.dev !== before.dev || after.ino !== before.ino) {
+      throw new Error("the file changed while it was opened");
+    }
     const size = await file.seek(0, Deno.SeekMode.End);
     return filePositionedReader(file, size);
   } catch (e) {
     file.close();
     throw e;
   }
+}
+
+function checkKind(info: Deno.FileInfo, role: FileRole, confine: boolean): void {
+  if (info.isDirectory) throw new Error("Is a directory");
+  if (info.isFile) return;
+  if (info.isBlockDevice && role !== "backing" && !(confine && role === "extent")) return;
+  const kind = info.isFifo
+    ? "a FIFO"
+    : info.isSocket
+    ? "a socket"
+    : info.isCharDevice
+    ? "a character device"
+    : info.isBlockDevice
+    ? "a block device"
+    : "a special file";
+  throw new Error(`it is ${kind}, not a regular file`);
 }
 
 /**
@@ -58,33 +112,66 @@ function resolveFrom(imagePath: string, name: string): string {
   return isAbsolute(name) ? name : join(dirname(imagePath), name);
 }
 
+/**
+ * Under `confine`: the path of `name` (named in `imagePath`), checked to stay
+ * inside `root` (the top image's real directory) once symlinks are resolved.
+ */
+async function confinedPath(root: string, imagePath: string, name: string): Promise<string> {
+  if (isAbsolute(name)) throw new Error("an absolute name is not allowed (--confine)");
+  const path = join(dirname(imagePath), name);
+  let real: string;
+  try {
+    real = await Deno.realPath(path);
+  } catch (e) {
+    throw new Error(describeError(e), { cause: e });
+  }
+  const rel = relative(root, real);
+  if (rel === "" || rel === ".." || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
+    throw new Error(`it resolves to ${quotePath(real)}, outside ${quotePath(root)} (--confine)`);
+  }
+  return real;
+}
+
+/** What the openers share along one backing chain. */
+interface Chain {
+  /** The top image's real directory, under `confine`. */
+  root: string | undefined;
+  depth: number;
+}
+
 /** The options the library needs to open `path`: zstd, backing and extent openers. */
-export function diskImageOptions(path: string, depth = 0): OpenDiskImageOptions {
+export function diskImageOptions(
+  path: string,
+  chain: Chain = { root: undefined, depth: 0 },
+): OpenDiskImageOptions {
+  const locate = async (name: string) =>
+    chain.root === undefined ? resolveFrom(path, name) : await confinedPath(chain.root, path, name);
+  const confine = chain.root !== undefined;
   return {
     zstd: zstdCluster,
     openFile: async (name) => {
       try {
-        return await openReader(resolveFrom(path, name));
+        return await openReader(await locate(name), "extent", confine);
       } catch (e) {
         throw new Error(describeError(e), { cause: e });
       }
     },
     openBacking: async (name, format) => {
-      if (depth >= MAX_BACKING_DEPTH) {
+      if (chain.depth >= MAX_BACKING_DEPTH) {
         throw new RangeError(`the backing chain is longer than ${MAX_BACKING_DEPTH} images`);
       }
-      const backingPath = resolveFrom(path, name);
+      let backingPath: string;
       let reader: PositionedReader;
       try {
-        reader = await openReader(backingPath);
+        backingPath = await locate(name);
+        reader = await openReader(backingPath, "backing", confine);
       } catch (e) {
         throw new Error(describeError(e), { cause: e });
       }
-      const known = format !== undefined && IMAGE_FORMATS.includes(format);
       try {
         return await openDiskImage(reader, {
-          ...diskImageOptions(backingPath, depth + 1),
-          format: known ? format as DiskImageFormat : "auto",
+          ...diskImageOptions(backingPath, { ...chain, depth: chain.depth + 1 }),
+          format: await backingFormat(reader, path, backingPath, format, confine),
         });
       } catch (e) {
         await reader.close();
@@ -94,29 +181,65 @@ export function diskImageOptions(path: string, depth = 0): OpenDiskImageOptions 
   };
 }
 
+/**
+ * The format to open a backing file with: the one recorded in the image, or
+ * detected. A backing file without a recorded format that would be read as
+ * raw is the host-file leak QEMU is known for (CVE-2024-32498): warned about,
+ * or refused under `confine`.
+ */
+async function backingFormat(
+  reader: PositionedReader,
+  imagePath: string,
+  backingPath: string,
+  format: string | undefined,
+  confine: boolean,
+): Promise<DiskImageFormat | "auto"> {
+  if (format !== undefined && IMAGE_FORMATS.includes(format)) return format as DiskImageFormat;
+  const detected = await detectImageFormat(reader);
+  if (detected !== "raw") return detected;
+  if (confine) {
+    throw new TypeError(
+      "the backing file has no recorded format and would be probed as raw (--confine)",
+    );
+  }
+  warn(
+    `image ${quotePath(imagePath)} names the backing file ${
+      quotePath(backingPath)
+    } without a format: it is read as raw`,
+  );
+  return "raw";
+}
+
 /** Opens an image of format `format` ("auto", "raw", "qcow2" or "vmdk") for `create`. */
-export async function openDiskImageSource(path: string, format: string): Promise<DiskSource> {
+export async function openDiskImageSource(
+  path: string,
+  format: string,
+  options: DiskImageSourceOptions = {},
+): Promise<DiskSource> {
+  const where = quotePath(path);
   if (!IMAGE_FORMATS.includes(format)) {
-    throw new CliError(`bdrv_open '${path}' failed - Unknown driver '${format}'`);
+    throw new CliError(`bdrv_open ${where} failed - Unknown driver ${quotePath(format)}`);
   }
   let reader: PositionedReader;
+  let root: string | undefined;
   try {
-    reader = await openReader(path);
+    reader = await openReader(path, "image");
+    if (options.confine) root = dirname(await Deno.realPath(path));
   } catch (e) {
     throw new CliError(
-      `bdrv_open '${path}' failed - Could not open '${path}': ${describeError(e)}`,
+      `bdrv_open ${where} failed - Could not open ${where}: ${describeError(e)}`,
       { cause: e },
     );
   }
   let image: DiskImage;
   try {
     image = await openDiskImage(reader, {
-      ...diskImageOptions(path),
+      ...diskImageOptions(path, { root, depth: 0 }),
       format: format as DiskImageFormat,
     });
   } catch (e) {
     await reader.close().catch(() => {});
-    throw new CliError(`bdrv_open '${path}' failed - ${describeError(e)}`, { cause: e });
+    throw new CliError(`bdrv_open ${where} failed - ${describeError(e)}`, { cause: e });
   }
   return new ImageSource(path, image);
 }
@@ -139,7 +262,9 @@ class PaddedImage implements DiskImage {
   }
 
   #fail(e: unknown): never {
-    throw new CliError(`read error on '${this.#path}' - ${describeError(e)}`, { cause: e });
+    throw new CliError(`read error on ${quotePath(this.#path)} - ${describeError(e)}`, {
+      cause: e,
+    });
   }
 
   async *regions(): AsyncGenerator<DiskImageRegion> {

@@ -28,6 +28,8 @@ export const MAX_GRAIN_SECTORS = 131072;
 export const MAX_DESCRIPTOR = 1024 * 1024;
 /** The read-ahead window of a compressed extent. */
 const READ_AHEAD = 1024 * 1024;
+/** Grains above this size (the unit cache's budget) are decoded into one reused buffer. */
+const BIG_GRAIN = 8 * 1024 * 1024;
 /** What an open extent costs besides its tables (reader, maps, objects), for the budget. */
 export const EXTENT_OVERHEAD = 4096;
 
@@ -268,6 +270,15 @@ export class SparseExtentMap {
   #id: number;
   #grainTables: ByteCache<string, Uint32Array>;
   #readAhead: ReadAhead;
+  /**
+   * For grains larger than {@linkcode BIG_GRAIN}: one output buffer reused by
+   * every decode, and the chain that runs the decodes one at a time. Such a
+   * grain never shares the unit cache with another (it is over its budget),
+   * so the previous grain is no longer cached when the next overwrites it;
+   * without reuse, each 64 MiB grain would be fresh garbage.
+   */
+  #bigGrain: Uint8Array | undefined;
+  #decodes: Promise<unknown> = Promise.resolve();
 
   constructor(
     reader: PositionedReader,
@@ -379,12 +390,23 @@ export class SparseExtentMap {
     return data;
   }
 
-  /** Decompresses one grain into a buffer of exactly one grain: no more can be produced. */
-  async #loadGrain(sector: number, grainStart: number): Promise<Uint8Array> {
+  #loadGrain(sector: number, grainStart: number): Promise<Uint8Array> {
+    const { grainBytes } = this.#header;
+    if (grainBytes <= BIG_GRAIN) {
+      return this.#decode(sector, grainStart, new Uint8Array(grainBytes));
+    }
+    const run = this.#decodes.then(() =>
+      this.#decode(sector, grainStart, this.#bigGrain ??= new Uint8Array(grainBytes))
+    );
+    this.#decodes = run.catch(() => {});
+    return run;
+  }
+
+  /** Decompresses one grain into `grain` (exactly one grain long): no more can be produced. */
+  async #decode(sector: number, grainStart: number, grain: Uint8Array): Promise<Uint8Array> {
     const { grainBytes, size } = this.#header;
     const at = sector * SECTOR;
     const data = await this.#compressedGrain(at);
-    const grain = new Uint8Array(grainBytes);
     let written: number;
     try {
       written = inflateZlib(data, grain);
