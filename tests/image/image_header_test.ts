@@ -1,0 +1,114 @@
+import assert from "node:assert/strict";
+import { parseQcow2Extensions, parseQcow2Header } from "../../src/image/_qcow2_header.ts";
+import { parseSparseHeader } from "../../src/image/_vmdk_sparse.ts";
+import { rejectsWith } from "../_disk_image_helpers.ts";
+import { vmdkHeader } from "./_hostile.ts";
+
+/** A version 3 qcow2 header (112 bytes) with fields set at their documented offsets. */
+function header(edit: (v: DataView) => void = () => {}): Uint8Array {
+  const bytes = new Uint8Array(112);
+  const v = new DataView(bytes.buffer);
+  v.setUint32(0, 0x514649fb); // magic
+  v.setUint32(4, 3); // version
+  v.setBigUint64(8, 4096n); // backing_file_offset
+  v.setUint32(16, 7); // backing_file_size
+  v.setUint32(20, 16); // cluster_bits
+  v.setBigUint64(24, 1n << 30n); // size
+  v.setUint32(36, 2); // l1_size
+  v.setBigUint64(40, 65536n); // l1_table_offset
+  v.setUint32(100, 112); // header_length
+  edit(v);
+  return bytes;
+}
+
+Deno.test("parseQcow2Header reads each field at its documented offset", () => {
+  assert.deepEqual(parseQcow2Header(header(), 1 << 20), {
+    version: 3,
+    clusterBits: 16,
+    clusterSize: 65536,
+    size: 1 << 30,
+    extendedL2: false,
+    compressionType: 0,
+    headerLength: 112,
+    l1Needed: 2,
+    l1Offset: 65536,
+    backingOffset: 4096,
+    backingLength: 7,
+  });
+  const zstd = header((v) => {
+    v.setUint32(76, 8 | 16); // compression type and extended L2 bits
+    v.setUint8(104, 1);
+    v.setUint32(36, 4);
+  });
+  const parsed = parseQcow2Header(zstd, 1 << 20);
+  assert.equal(parsed.compressionType, 1);
+  assert.equal(parsed.extendedL2, true);
+  assert.equal(parsed.l1Needed, 4, "extended L2: one table covers 4096 clusters, 256 MiB");
+});
+
+Deno.test("parseQcow2Header fixes the error class per category", async () => {
+  const cases: [Uint8Array, typeof Error, string][] = [
+    [new Uint8Array(4), SyntaxError, 'Not a qcow2 image: the file does not start with "QFI\\xfb"'],
+    [header().subarray(0, 80), SyntaxError, "Corrupt qcow2 image: the header is truncated"],
+    [
+      header((v) => v.setUint32(4, 4)),
+      TypeError,
+      "Unsupported qcow2 image: version 4 is not supported",
+    ],
+    [
+      header((v) => v.setUint32(20, 22)),
+      TypeError,
+      "Unsupported qcow2 image: cluster size 2^22 is not supported (2^9 to 2^21 are)",
+    ],
+    [
+      header((v) => v.setUint32(36, 0xffffffff)),
+      RangeError,
+      "Oversized qcow2 image: the L1 table has 4294967295 entries, more than 4194304",
+    ],
+    [
+      header((v) => v.setBigUint64(24, 1n << 60n)),
+      RangeError,
+      "Oversized qcow2 image: the virtual size 1152921504606846976 is too large",
+    ],
+    [
+      header((v) => v.setBigUint64(40, 65536n * 100n)),
+      SyntaxError,
+      "Corrupt qcow2 image: L1 table offset 0x640000 is past the end of the file",
+    ],
+  ];
+  for (const [bytes, Class, message] of cases) {
+    await rejectsWith((async () => parseQcow2Header(bytes, 1 << 20))(), Class, message);
+  }
+});
+
+Deno.test("parseQcow2Extensions finds the backing format and rejects an overrunning extension", async () => {
+  const ext = new Uint8Array(32);
+  const v = new DataView(ext.buffer);
+  v.setUint32(0, 0xe2792aca);
+  v.setUint32(4, 5);
+  ext.set(new TextEncoder().encode("qcow2"), 8);
+  assert.deepEqual(parseQcow2Extensions(ext), { backingFormat: "qcow2" });
+  v.setUint32(4, 100);
+  await rejectsWith(
+    (async () => parseQcow2Extensions(ext))(),
+    SyntaxError,
+    "Corrupt qcow2 image: header extension 0xe2792aca runs past the end of the header",
+  );
+});
+
+Deno.test("parseSparseHeader reads a KDMV header and names the extent file in errors", async () => {
+  const bytes = vmdkHeader({ capacitySectors: 4096, grainSectors: 128, gtes: 512, gdSector: 1 });
+  const parsed = parseSparseHeader(bytes, 1 << 20, "x.vmdk");
+  assert.equal(parsed.size, 4096 * 512);
+  assert.equal(parsed.grainBytes, 65536);
+  assert.equal(parsed.gdOffset, 512);
+  assert.equal(parsed.gdEntries, 1);
+  assert.equal(parsed.compressed, false);
+  const grain = bytes.slice();
+  new DataView(grain.buffer).setBigUint64(20, 1n << 20n, true);
+  await rejectsWith(
+    (async () => parseSparseHeader(grain, 1 << 20, "a\nb.vmdk"))(),
+    RangeError,
+    'Oversized vmdk image: the grain size 1048576 sectors is not supported (1 to 131072 are) (extent file "a\\nb.vmdk")',
+  );
+});
