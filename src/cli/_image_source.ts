@@ -6,6 +6,7 @@
 //
 // Wiring: in openDiskSource, send formats other than "raw" here:
 //   if (format !== "raw") return await openDiskImageSource(path, format);
+import { constants as fsConstants, promises as fsp, type Stats } from "node:fs";
 import { dirname, isAbsolute, join, relative, sep } from "node:path";
 import { zstdDecompressSync } from "node:zlib";
 import type { DiskImage, DiskImageRegion, PositionedReader } from "../image/disk_image.ts";
@@ -47,23 +48,35 @@ export function quotePath(name: string): string {
 }
 
 /**
- * Opens a file as a PositionedReader without blocking: stat first, so that a
- * FIFO, socket or character device is refused before open could wait on it,
- * then fstat after open to be sure it is still the same file. Block devices
- * are allowed for the image itself and for extent files (a raw VMDK extent may
- * be one); their size comes from their end.
+ * Opens a file as a PositionedReader without ever blocking in open: it is
+ * first opened with O_NONBLOCK (a FIFO then opens at once instead of waiting
+ * for a writer) and checked with fstat, so a FIFO, socket or character device
+ * is refused; the reader is then opened through `/proc/self/fd` (the very
+ * file checked, whatever happens to the name meanwhile) and checked again.
+ * Block devices are allowed for the image itself and for extent files (a raw
+ * VMDK extent may be one); their size comes from their end.
  */
 async function openReader(
   path: string,
   role: FileRole,
   confine = false,
 ): Promise<PositionedReader> {
-  const before = await Deno.stat(path);
-  checkKind(before, role, confine);
-  const file = await Deno.open(path, { read: true });
+  const probe = await fsp.open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  let file: Deno.FsFile;
+  let before: { dev: number; ino: number };
+  try {
+    const info = await probe.stat();
+    checkKind(info, role, confine);
+    before = { dev: info.dev, ino: info.ino };
+    file = await Deno.open(`/proc/self/fd/${probe.fd}`, { read: true }).catch(() =>
+      Deno.open(path, { read: true })
+    );
+  } finally {
+    await probe.close();
+  }
   try {
     const after = await file.stat();
-    checkKind(after, role, confine);
+    checkKind(nodeKind(after), role, confine);
     if (after.dev !== before.dev || after.ino !== before.ino) {
       throw new Error("the file changed while it was opened");
     }
@@ -75,17 +88,34 @@ async function openReader(
   }
 }
 
-function checkKind(info: Deno.FileInfo, role: FileRole, confine: boolean): void {
-  if (info.isDirectory) throw new Error("Is a directory");
-  if (info.isFile) return;
-  if (info.isBlockDevice && role !== "backing" && !(confine && role === "extent")) return;
-  const kind = info.isFifo
+/** The kind tests of node:fs Stats, for a Deno.FileInfo. */
+function nodeKind(info: Deno.FileInfo): FileKind {
+  return {
+    isDirectory: () => info.isDirectory,
+    isFile: () => info.isFile,
+    isBlockDevice: () => info.isBlockDevice === true,
+    isCharacterDevice: () => info.isCharDevice === true,
+    isFIFO: () => info.isFifo === true,
+    isSocket: () => info.isSocket === true,
+  };
+}
+
+type FileKind = Pick<
+  Stats,
+  "isDirectory" | "isFile" | "isBlockDevice" | "isCharacterDevice" | "isFIFO" | "isSocket"
+>;
+
+function checkKind(info: FileKind, role: FileRole, confine: boolean): void {
+  if (info.isDirectory()) throw new Error("Is a directory");
+  if (info.isFile()) return;
+  if (info.isBlockDevice() && role !== "backing" && !(confine && role === "extent")) return;
+  const kind = info.isFIFO()
     ? "a FIFO"
-    : info.isSocket
+    : info.isSocket()
     ? "a socket"
-    : info.isCharDevice
+    : info.isCharacterDevice()
     ? "a character device"
-    : info.isBlockDevice
+    : info.isBlockDevice()
     ? "a block device"
     : "a special file";
   throw new Error(`it is ${kind}, not a regular file`);

@@ -162,7 +162,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "vma create refuses a FIFO as a qcow2 backing file or a VMDK extent without hanging",
+  name:
+    "vma create refuses FIFOs and character devices as images, backing files and VMDK extents without hanging",
   async fn() {
     const dir = await tempDir();
     try {
@@ -189,6 +190,22 @@ Deno.test({
       assert.equal(
         oneLine(r.stderr),
         `vma: bdrv_open '${vmdk}' failed - Cannot open the extent file "fifo": it is a FIFO, not a regular file`,
+      );
+      const fifo = join(dir, "fifo");
+      r = await vmaCreate(join(dir, "out.vma"), "qcow2", fifo);
+      assert.equal(
+        oneLine(r.stderr),
+        `vma: bdrv_open '${fifo}' failed - Could not open '${fifo}': it is a FIFO, not a regular file`,
+      );
+      const dev = join(dir, "dev.qcow2");
+      await Deno.writeFile(
+        dev,
+        qcow2({ size: C, l1: [0], clusters: [], backing: "/dev/null", backingFormat: "raw" }),
+      );
+      r = await vmaCreate(join(dir, "out.vma"), "qcow2", dev);
+      assert.equal(
+        oneLine(r.stderr),
+        `vma: bdrv_open '${dev}' failed - Cannot open the backing file "/dev/null": it is a character device, not a regular file`,
       );
       await assert.rejects(Deno.stat(join(dir, "out.vma")), Deno.errors.NotFound);
     } finally {
