@@ -173,8 +173,17 @@ export class MappedImage implements DiskImage {
     }
   }
 
-  async read(offset: number, length: number): Promise<Uint8Array> {
+  /**
+   * Reads like `DiskImage.read`. Given `into` (at least `length` bytes), the
+   * result is built in it rather than in a fresh buffer, unless it is one run
+   * of stored data (then the reader's bytes come back as they are).
+   */
+  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     checkReadRange(offset, length, this.size);
+    const alloc = () =>
+      into !== undefined && into.length >= length
+        ? into.subarray(0, length).fill(0)
+        : new Uint8Array(length);
     // Allocated on first use: a read that is one run of stored data returns
     // the reader's bytes as they are, without a second buffer and a copy.
     let out: Uint8Array | undefined;
@@ -204,7 +213,7 @@ export class MappedImage implements DiskImage {
         );
       }
       if (at === 0 && length === end - offset && out === undefined) whole = bytes;
-      else (out ??= new Uint8Array(end - offset)).set(bytes, at);
+      else (out ??= alloc()).set(bytes, at);
     };
 
     let pos = offset;
@@ -227,11 +236,11 @@ export class MappedImage implements DiskImage {
         await flush();
         if (extent.kind === "unit") {
           const unit = await this.#units.get(extent.key, extent.size, extent.load);
-          (out ??= new Uint8Array(length)).set(unit.subarray(extent.skip, extent.skip + n), at);
+          (out ??= alloc()).set(unit.subarray(extent.skip, extent.skip + n), at);
         } else if (extent.kind === "backing" && this.#backing !== undefined) {
           const available = Math.min(n, this.#backing.size - pos);
           if (available > 0) {
-            (out ??= new Uint8Array(length)).set(await this.#backing.read(pos, available), at);
+            (out ??= alloc()).set(await this.#backing.read(pos, available), at);
           }
         }
         // "zero", or "backing" without a backing image: already zeros.
@@ -239,7 +248,7 @@ export class MappedImage implements DiskImage {
       pos += n;
     }
     await flush();
-    return whole ?? out ?? new Uint8Array(length);
+    return whole ?? out ?? alloc();
   }
 
   async close(): Promise<void> {

@@ -224,3 +224,29 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "openDiskImageSource feeds a compressed qcow2 of several 4 MiB pieces exactly (reused buffers)",
+  ignore,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "vmakit-cli-image-" });
+    try {
+      const raw = join(dir, "disk.raw");
+      await Deno.writeFile(raw, knownData(13 * 1024 * 1024 + 4096, 33));
+      const path = join(dir, "disk.qcow2");
+      await run("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw, path);
+      const expected = await qemuRaw(path, dir);
+      const source = await openDiskImageSource(path, "qcow2");
+      try {
+        const { device, bytes } = memoryDevice(source.size);
+        await source.feed(device, () => {});
+        assert.ok(equalBytes(bytes, expected), "the fed bytes are the image's");
+      } finally {
+        source.close();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
