@@ -8,7 +8,7 @@ import { deflateSync } from "node:zlib";
 import { openQcow2Image } from "../../src/image/qcow2_image.ts";
 import { REGION_LIMIT } from "../../src/image/_mapped_image.ts";
 import { openFileReader } from "../_disk_image_helpers.ts";
-import { have } from "../_cli_run.ts";
+import { CLI, have } from "../_cli_run.ts";
 import {
   dataStart,
   l2Table,
@@ -260,7 +260,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "openQcow2Image yields the first region of 16 TiB of L2 entries on one cluster at once",
+  name:
+    "vma create and openQcow2Image start at once on 16 TiB of L2 entries that share one cluster",
   async fn() {
     const dir = await tempDir();
     try {
@@ -278,6 +279,30 @@ Deno.test({
           clusters: [l2Table(() => BigInt(dataAt)), new Uint8Array(C).fill(0x5a)],
         }),
       );
+      // The CLI writes archive bytes at once (before the fix: nothing for
+      // 134 s): read the first MiB of the archive from stdout, then stop it.
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", CLI, "create", "-", "-d", `format=qcow2:drive-scsi0=${path}`],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+      let received = 0;
+      const stdout = child.stdout.getReader();
+      while (received < MiB) {
+        const { done, value } = await stdout.read();
+        if (done) break;
+        received += value.length;
+      }
+      const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
+      child.kill("SIGKILL");
+      await stdout.cancel();
+      await child.status;
+      assert.ok(received >= MiB, `only ${received} bytes of archive`);
+      const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
+      console.log(`peak RSS ${(hwm / MiB).toFixed(0)} MiB after the first MiB of archive`);
+      assert.ok(hwm < RSS_BOUND, `peak RSS ${hwm}`);
+
       const image = await openQcow2Image(await openFileReader(path));
       try {
         assert.equal(image.size, 2 ** 44);
