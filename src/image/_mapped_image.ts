@@ -267,6 +267,57 @@ export async function closeAll(closers: (() => Promise<void>)[]): Promise<void> 
   }
 }
 
+/** `error` reworded as `<prefix>: <its message>`, keeping its class (for the documented ones). */
+function reword(prefix: string, error: unknown): Error {
+  const message = error instanceof Error ? error.message : String(error);
+  const Class = error instanceof SyntaxError
+    ? SyntaxError
+    : error instanceof RangeError
+    ? RangeError
+    : error instanceof TypeError
+    ? TypeError
+    : Error;
+  return new Class(`${prefix}: ${message}`, { cause: error });
+}
+
+/**
+ * A backing image whose read and region errors name it: `Cannot read the
+ * backing file "base.qcow2": Corrupt qcow2 image: ...` (keeping the class).
+ */
+export class NamedImage implements DiskImage {
+  readonly format: string;
+  readonly size: number;
+  #image: DiskImage;
+  #prefix: string;
+
+  constructor(what: string, name: string, image: DiskImage) {
+    this.#image = image;
+    this.#prefix = `Cannot read the ${what} ${quote(name)}`;
+    this.format = image.format;
+    this.size = image.size;
+  }
+
+  async *regions(): AsyncGenerator<DiskImageRegion> {
+    try {
+      yield* this.#image.regions();
+    } catch (error) {
+      throw reword(this.#prefix, error);
+    }
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    try {
+      return await this.#image.read(offset, length);
+    } catch (error) {
+      throw reword(this.#prefix, error);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#image.close();
+  }
+}
+
 /**
  * Calls a caller-supplied opener for a file the image refers to, and words its
  * failure so that it names the file (keeping the error's class).
@@ -283,15 +334,7 @@ export async function openReferenced<T>(
   try {
     return await open();
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    const Class = error instanceof SyntaxError
-      ? SyntaxError
-      : error instanceof RangeError
-      ? RangeError
-      : error instanceof TypeError
-      ? TypeError
-      : Error;
-    throw new Class(`Cannot open the ${what} ${quote(name)}: ${message}`, { cause: error });
+    throw reword(`Cannot open the ${what} ${quote(name)}`, error);
   }
 }
 

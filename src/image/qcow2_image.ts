@@ -6,7 +6,7 @@
  */
 
 import type { DiskImage, PositionedReader } from "./disk_image.ts";
-import { MappedImage, openReferenced } from "./_mapped_image.ts";
+import { MappedImage, NamedImage, openReferenced } from "./_mapped_image.ts";
 import { unsupported } from "./_image_errors.ts";
 import {
   parseQcow2Extensions,
@@ -135,11 +135,10 @@ export async function openQcow2Image(
   if (backing !== undefined) {
     const { name, format } = backing;
     const open = options.openBacking;
-    backingImage = await openReferenced(
+    backingImage = new NamedImage(
       "backing file",
       name,
-      open && (() => open(name, format)),
-      "openBacking",
+      await openReferenced("backing file", name, open && (() => open(name, format)), "openBacking"),
     );
   }
   const closers = [() => reader.close()];

@@ -319,3 +319,32 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "vma create names the backing file whose tables turn out corrupt while reading",
+  async fn() {
+    const dir = await tempDir();
+    try {
+      const base = qcow2({
+        size: C,
+        l1: [dataStart(1)],
+        clusters: [l2Table((i) => i === 0 ? BigInt(10 * C) : 0n)],
+      });
+      await Deno.writeFile(join(dir, "base.qcow2"), base);
+      const top = join(dir, "top.qcow2");
+      await Deno.writeFile(
+        top,
+        qcow2({ size: C, l1: [0], clusters: [], backing: "base.qcow2", backingFormat: "qcow2" }),
+      );
+      const r = await vmaCreate(join(dir, "out.vma"), "qcow2", top);
+      assert.equal(r.code, 1);
+      assert.equal(
+        oneLine(r.stderr),
+        `vma: read error on '${top}' - Cannot read the backing file "base.qcow2": Corrupt qcow2 image: data cluster offset 0xa0000 is past the end of the file`,
+      );
+      await assert.rejects(Deno.stat(join(dir, "out.vma")), Deno.errors.NotFound);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
