@@ -17,6 +17,7 @@ import {
   type OpenDiskImageOptions,
 } from "../image/open_disk_image.ts";
 import { MappedImage } from "../image/_mapped_image.ts";
+import { DEFAULT_MEMORY_LIMIT, type MemoryBudget } from "../image/_memory_budget.ts";
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
 import { CliError, describeError } from "./_errors.ts";
 import { type DiskSource, feedDiskImage, filePositionedReader } from "./_raw_source.ts";
@@ -171,17 +172,20 @@ interface Chain {
   /** The top image's real directory, under `confine`. */
   root: string | undefined;
   depth: number;
+  /** The memory all images of the chain share. */
+  memory: MemoryBudget;
 }
 
 /** The options the library needs to open `path`: zstd, backing and extent openers. */
 export function diskImageOptions(
   path: string,
-  chain: Chain = { root: undefined, depth: 0 },
+  chain: Chain = { root: undefined, depth: 0, memory: { limit: DEFAULT_MEMORY_LIMIT, used: 0 } },
 ): OpenDiskImageOptions {
   const locate = async (name: string) =>
     chain.root === undefined ? resolveFrom(path, name) : await confinedPath(chain.root, path, name);
   const confine = chain.root !== undefined;
   return {
+    memoryBudget: chain.memory,
     zstd: zstdCluster,
     openFile: async (name) => {
       try {
@@ -268,7 +272,11 @@ export async function openDiskImageSource(
   let image: DiskImage;
   try {
     image = await openDiskImage(reader, {
-      ...diskImageOptions(path, { root, depth: 0 }),
+      ...diskImageOptions(path, {
+        root,
+        depth: 0,
+        memory: { limit: DEFAULT_MEMORY_LIMIT, used: 0 },
+      }),
       format: format as DiskImageFormat,
     });
   } catch (e) {

@@ -12,8 +12,13 @@ import { ByteCache } from "./_byte_cache.ts";
 import { corrupt } from "./_image_errors.ts";
 import type { Qcow2Header } from "./_qcow2_header.ts";
 
-/** Memory for cached L2 tables. */
-const L2_CACHE_BYTES = 32 * 1024 * 1024;
+/** The most memory for cached L2 tables of one image. */
+export const MAX_L2_CACHE_BYTES = 32 * 1024 * 1024;
+
+/** The read-ahead window for compressed clusters. */
+export function readAheadWindow(clusterSize: number): number {
+  return Math.max(1024 * 1024, clusterSize + 512);
+}
 const TWO_32 = 2 ** 32;
 const ZERO = 0, BACKING = 1, DATA = 2, COMPRESSED = 3;
 
@@ -72,7 +77,7 @@ export class Qcow2Map {
   #subclusters: number;
   #unitSize: number;
   #bytesPerL2: number;
-  #l2Cache = new ByteCache<number, DataView>(L2_CACHE_BYTES);
+  #l2Cache: ByteCache<number, DataView>;
   #readAhead: ReadAhead;
   #kind = ZERO;
   #host = 0;
@@ -84,7 +89,9 @@ export class Qcow2Map {
     header: Qcow2Header,
     l1: Float64Array,
     zstd: ZstdDecompress | undefined,
+    l2CacheBytes: number,
   ) {
+    this.#l2Cache = new ByteCache(l2CacheBytes);
     this.#reader = reader;
     this.#header = header;
     this.#l1 = l1;
@@ -93,7 +100,7 @@ export class Qcow2Map {
     this.#subclusters = header.extendedL2 ? 32 : 1;
     this.#unitSize = header.clusterSize / this.#subclusters;
     this.#bytesPerL2 = (header.clusterSize / this.#entryBytes) * header.clusterSize;
-    this.#readAhead = new ReadAhead(reader, Math.max(1024 * 1024, header.clusterSize + 512));
+    this.#readAhead = new ReadAhead(reader, readAheadWindow(header.clusterSize));
   }
 
   #l2Table(offset: number): Promise<DataView> {

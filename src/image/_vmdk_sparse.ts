@@ -11,6 +11,7 @@ import { inflateZlib } from "../compress/_inflate.ts";
 import { type Extent, hex, ReadAhead } from "./_mapped_image.ts";
 import type { ByteCache } from "./_byte_cache.ts";
 import { corrupt, oversized, unsupported } from "./_image_errors.ts";
+import { charge, type MemoryBudget } from "./_memory_budget.ts";
 import { parseDescriptor, refuseDelta } from "./_vmdk_descriptor.ts";
 
 export const SECTOR = 512;
@@ -32,33 +33,6 @@ const READ_AHEAD = 1024 * 1024;
 const BIG_GRAIN = 8 * 1024 * 1024;
 /** What an open extent costs besides its tables (reader, maps, objects), for the budget. */
 export const EXTENT_OVERHEAD = 4096;
-
-/**
- * The memory that the extents of one image may hold for good (grain
- * directories, read-ahead windows), shared by all of them so that a
- * descriptor naming one big extent hundreds of times fails instead of
- * multiplying it.
- */
-export class ExtentBudget {
-  readonly limit: number;
-  #used = 0;
-
-  constructor(limit: number) {
-    this.limit = limit;
-  }
-
-  /** Charges `bytes` for `file`; throws a `RangeError` past the limit. */
-  charge(bytes: number, file: string | undefined): void {
-    this.#used += bytes;
-    if (this.#used > this.limit) {
-      throw oversized(
-        "vmdk",
-        `the extents need more than ${this.limit} bytes of grain directories and buffers`,
-        file,
-      );
-    }
-  }
-}
 
 /** What a sparse extent header says, checked. */
 export interface SparseHeader {
@@ -196,7 +170,7 @@ async function readExact(
 /** What the extents of one image share: the grain table cache and the memory budget. */
 export interface SparseContext {
   grainTables: ByteCache<string, Uint32Array>;
-  budget: ExtentBudget;
+  budget: MemoryBudget;
 }
 
 /**
@@ -228,8 +202,10 @@ export async function openSparseExtent(
     const text = await readExact(reader, at, length, "embedded descriptor", file);
     refuseDelta(parseDescriptor(new TextDecoder().decode(text)).values, file);
   }
-  context.budget.charge(
+  charge(
+    context.budget,
     EXTENT_OVERHEAD + header.gdEntries * 4 + (header.compressed ? READ_AHEAD : 0),
+    "vmdk",
     file,
   );
   const gd = await readGrainDirectory(reader, header, file);

@@ -14,7 +14,8 @@ import {
   QCOW2_HEADER_BYTES,
   type Qcow2Header,
 } from "./_qcow2_header.ts";
-import { Qcow2Map, readExact, readL1 } from "./_qcow2_map.ts";
+import { MAX_L2_CACHE_BYTES, Qcow2Map, readAheadWindow, readExact, readL1 } from "./_qcow2_map.ts";
+import { available, charge, type MemoryBudget, memoryBudget } from "./_memory_budget.ts";
 
 /** Options for {@linkcode openQcow2Image}. */
 export interface Qcow2ImageOptions {
@@ -43,6 +44,18 @@ export interface Qcow2ImageOptions {
    * @default {undefined}
    */
   zstd?: (data: Uint8Array, maxSize: number) => Promise<Uint8Array>;
+  /**
+   * The memory this image may hold for good (its L1 table, L2 table cache and
+   * read-ahead buffer), as bytes `used` of `limit`; opening fails with a
+   * `RangeError` past it. Pass the same object on to the images opened through
+   * `openBacking` so that a whole backing chain shares one limit: an image that
+   * names itself 16 levels deep with a 32 MiB L1 table then fails instead of
+   * taking 700 MB. Later images of a chain get smaller L2 caches. Charges are
+   * never given back.
+   *
+   * @default {{ limit: 67108864, used: 0 }}
+   */
+  memoryBudget?: { limit: number; used: number };
 }
 
 /**
@@ -129,8 +142,10 @@ export async function openQcow2Image(
       "the image is zstd-compressed and no zstd decompressor was given (the zstd option)",
     );
   }
+  const l2CacheBytes = chargeMemory(memoryBudget(options.memoryBudget, "qcow2"), header);
   const backing = await readBackingInfo(reader, header);
-  const map = new Qcow2Map(reader, header, await readL1(reader, header), options.zstd);
+  const l1 = await readL1(reader, header);
+  const map = new Qcow2Map(reader, header, l1, options.zstd, l2CacheBytes);
   let backingImage: DiskImage | undefined;
   if (backing !== undefined) {
     const { name, format } = backing;
@@ -144,6 +159,23 @@ export async function openQcow2Image(
   const closers = [() => reader.close()];
   if (backingImage !== undefined) closers.push(() => backingImage.close());
   return new MappedImage("qcow2", header.size, map.map, backingImage, closers);
+}
+
+/**
+ * Charges what the image holds for good (L1 table, read-ahead window, L2
+ * cache) to the budget, before any of it is allocated; returns the L2 cache's
+ * size: up to 32 MiB, a quarter of what is left, at least 4 tables.
+ */
+function chargeMemory(budget: MemoryBudget, header: Qcow2Header): number {
+  const l1Bytes = header.l1Needed * 8;
+  const window = readAheadWindow(header.clusterSize);
+  const left = available(budget) - l1Bytes - window;
+  const l2CacheBytes = Math.min(
+    MAX_L2_CACHE_BYTES,
+    Math.max(4 * header.clusterSize, Math.floor(left / 4)),
+  );
+  charge(budget, l1Bytes + window + l2CacheBytes, "qcow2");
+  return l2CacheBytes;
 }
 
 /** The backing file's name and, from the header extensions, its format. */

@@ -18,9 +18,9 @@ import {
 import { ByteCache } from "./_byte_cache.ts";
 import { corrupt, notImage, oversized, quote, unsupported } from "./_image_errors.ts";
 import { type DescriptorExtent, parseDescriptor, refuseDelta } from "./_vmdk_descriptor.ts";
+import { charge, type MemoryBudget, memoryBudget } from "./_memory_budget.ts";
 import {
   EXTENT_OVERHEAD,
-  ExtentBudget,
   MAX_DESCRIPTOR,
   openSparseExtent,
   SECTOR,
@@ -40,16 +40,22 @@ export interface VmdkImageOptions {
    * @default {undefined}
    */
   openFile?: (name: string) => Promise<PositionedReader>;
+  /**
+   * The memory this image may hold for good (grain directories, the grain
+   * table cache, read-ahead buffers), as bytes `used` of `limit`; opening
+   * fails with a `RangeError` past it. Pass the same object on to the images
+   * of a backing chain so that they share one limit: a descriptor that lists
+   * one big sparse extent hundreds of times then fails instead of taking
+   * gigabytes. Charges are never given back.
+   *
+   * @default {{ limit: 67108864, used: 0 }}
+   */
+  memoryBudget?: { limit: number; used: number };
 }
 
 const DESCRIPTOR_SIGNATURE = "# Disk DescriptorFile";
 /** Memory for cached grain tables, shared by the extents of one image. */
 const GRAIN_TABLE_CACHE_BYTES = 1024 * 1024;
-/**
- * Memory the extents of one image may hold for good (grain directories,
- * read-ahead windows): 64 MiB covers a single sparse extent of 512 TiB.
- */
-const EXTENT_BUDGET_BYTES = 64 * 1024 * 1024;
 /** Extent types that are read like FLAT. */
 const FLAT_TYPES = new Set(["FLAT", "VMFS"]);
 const UNSUPPORTED_CREATE_TYPES = new Set([
@@ -62,11 +68,10 @@ const UNSUPPORTED_CREATE_TYPES = new Set([
   "seSparse",
 ]);
 
-function newContext(): SparseContext {
-  return {
-    grainTables: new ByteCache(GRAIN_TABLE_CACHE_BYTES),
-    budget: new ExtentBudget(EXTENT_BUDGET_BYTES),
-  };
+/** The grain table cache of one image (charged to the budget) and the budget. */
+function newContext(budget: MemoryBudget): SparseContext {
+  charge(budget, GRAIN_TABLE_CACHE_BYTES, "vmdk");
+  return { grainTables: new ByteCache(GRAIN_TABLE_CACHE_BYTES), budget };
 }
 
 /**
@@ -135,10 +140,11 @@ export async function openVmdkImage(
   if (!Number.isSafeInteger(fileSize) || fileSize < 0) {
     throw new RangeError(`Invalid vmdk image: the file size "${fileSize}" is invalid`);
   }
+  const budget = memoryBudget(options.memoryBudget, "vmdk");
   const head = await reader.read(0, Math.min(fileSize, SECTOR));
   const magic = new TextDecoder("latin1").decode(head.subarray(0, 4));
   if (magic === "KDMV") {
-    const extent = await openSparseExtent(reader, undefined, 0, newContext());
+    const extent = await openSparseExtent(reader, undefined, 0, newContext(budget));
     return new MappedImage("vmdk", extent.size, extent.map, undefined, [() => reader.close()]);
   }
   if (magic === "COWD") {
@@ -157,7 +163,7 @@ export async function openVmdkImage(
     );
   }
   const text = await reader.read(0, fileSize);
-  return await openDescriptor(reader, new TextDecoder().decode(text), options);
+  return await openDescriptor(reader, new TextDecoder().decode(text), options, budget);
 }
 
 /** One extent of a descriptor, placed in the virtual disk. */
@@ -193,12 +199,13 @@ async function openDescriptor(
   reader: PositionedReader,
   text: string,
   options: VmdkImageOptions,
+  budget: MemoryBudget,
 ): Promise<DiskImage> {
   const { values, extents } = parseDescriptor(text);
   checkDescriptor(values, extents);
   const closers: (() => Promise<void>)[] = [];
   const placed: PlacedExtent[] = [];
-  const context = newContext();
+  const context = newContext(budget);
   try {
     let start = 0;
     for (const [index, extent] of extents.entries()) {
@@ -244,7 +251,7 @@ async function openExtentFile(
     }
     return sparse.map;
   }
-  context.budget.charge(EXTENT_OVERHEAD, name);
+  charge(context.budget, EXTENT_OVERHEAD, "vmdk", name);
   const base = extent.offset * SECTOR;
   if (base + size > file.size) {
     throw corrupt("vmdk", `the flat extent is ${file.size} bytes, ${base + size} are needed`, name);

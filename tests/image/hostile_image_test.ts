@@ -127,7 +127,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "vma create refuses a VMDK descriptor that lists one big sparse extent 100 times",
+  name: "vma create refuses a VMDK descriptor that lists one big sparse extent 200 times",
   async fn() {
     const dir = await tempDir();
     try {
@@ -139,7 +139,7 @@ Deno.test({
         vmdkHeader({ capacitySectors: capacity, grainSectors: 128, gtes: 512, gdSector: 1 }),
       );
       await Deno.writeFile(join(dir, "s.vmdk"), extent);
-      const lines = Array.from({ length: 100 }, () => `RW ${capacity} SPARSE "s.vmdk"`);
+      const lines = Array.from({ length: 200 }, () => `RW ${capacity} SPARSE "s.vmdk"`);
       const image = join(dir, "many.vmdk");
       await writeText(
         image,
@@ -151,7 +151,7 @@ Deno.test({
       assert.equal(r.code, 1);
       assert.equal(
         oneLine(r.stderr),
-        `vma: bdrv_open '${image}' failed - Oversized vmdk image: the extents need more than 67108864 bytes of grain directories and buffers (extent file "s.vmdk")`,
+        `vma: bdrv_open '${image}' failed - Oversized vmdk image: the images need more than 67108864 bytes for their tables, caches and buffers (extent file "s.vmdk")`,
       );
       console.log(`peak RSS ${(r.peakRss / MiB).toFixed(0)} MiB`);
       assert.ok(r.peakRss < RSS_BOUND, `peak RSS ${r.peakRss}`);
@@ -343,6 +343,39 @@ Deno.test({
         `vma: read error on '${top}' - Cannot read the backing file "base.qcow2": Corrupt qcow2 image: data cluster offset 0xa0000 is past the end of the file`,
       );
       await assert.rejects(Deno.stat(join(dir, "out.vma")), Deno.errors.NotFound);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "vma create refuses a qcow2 that names itself as backing file with a 32 MiB L1 table",
+  async fn() {
+    const dir = await tempDir();
+    try {
+      // 4 Mi L1 entries (QEMU's limit), all naming one L2 table: each level of
+      // the chain would hold 32 MiB of L1 table (16 levels: about 700 MB).
+      const entries = 4 * 1024 * 1024;
+      const path = join(dir, "self.qcow2");
+      await Deno.writeFile(
+        path,
+        qcow2({
+          size: entries * 8192 * C,
+          l1: new Array(entries).fill(dataStart(entries)),
+          clusters: [l2Table(() => 0n)],
+          backing: "self.qcow2",
+          backingFormat: "qcow2",
+        }),
+      );
+      const r = await vmaCreate(join(dir, "out.vma"), "qcow2", path);
+      assert.equal(r.code, 1);
+      assert.equal(
+        oneLine(r.stderr),
+        `vma: bdrv_open '${path}' failed - ${'Cannot open the backing file "self.qcow2": '}Oversized qcow2 image: the images need more than 67108864 bytes for their tables, caches and buffers`,
+      );
+      console.log(`peak RSS ${(r.peakRss / MiB).toFixed(0)} MiB`);
+      assert.ok(r.peakRss < RSS_BOUND, `peak RSS ${r.peakRss}`);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

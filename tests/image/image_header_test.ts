@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { parseQcow2Extensions, parseQcow2Header } from "../../src/image/_qcow2_header.ts";
 import { parseSparseHeader } from "../../src/image/_vmdk_sparse.ts";
 import { rejectsWith } from "../_disk_image_helpers.ts";
-import { vmdkHeader } from "./_hostile.ts";
+import { qcow2, vmdkHeader } from "./_hostile.ts";
+import { openQcow2Image } from "../../src/image/qcow2_image.ts";
 
 /** A version 3 qcow2 header (112 bytes) with fields set at their documented offsets. */
 function header(edit: (v: DataView) => void = () => {}): Uint8Array {
@@ -110,5 +111,31 @@ Deno.test("parseSparseHeader reads a KDMV header and names the extent file in er
     (async () => parseSparseHeader(grain, 1 << 20, "a\nb.vmdk"))(),
     RangeError,
     'Oversized vmdk image: the grain size 1048576 sectors is not supported (1 to 131072 are) (extent file "a\\nb.vmdk")',
+  );
+});
+
+Deno.test("openQcow2Image charges its tables to a shared memoryBudget and refuses past its limit", async () => {
+  const bytes = qcow2({ size: 65536, l1: [0], clusters: [] });
+  const reader = () => ({
+    size: bytes.length,
+    read: (p: number, l: number) => Promise.resolve(bytes.slice(p, p + l)),
+    close: () => Promise.resolve(),
+  });
+  const budget = { limit: 4 * 1024 * 1024, used: 0 };
+  const image = await openQcow2Image(reader(), { memoryBudget: budget });
+  await image.close();
+  // One L1 entry, a 1 MiB read-ahead window, an L2 cache of a quarter of the rest.
+  assert.equal(budget.used, 8 + 1024 * 1024 + Math.floor((3 * 1024 * 1024 - 8) / 4));
+  budget.used = budget.limit - 1024;
+  await rejectsWith(
+    openQcow2Image(reader(), { memoryBudget: budget }),
+    RangeError,
+    "Oversized qcow2 image: the images need more than 4194304 bytes for their tables, caches and buffers",
+  );
+  await rejectsWith(
+    // @ts-expect-error: a wrong shape on purpose
+    openQcow2Image(reader(), { memoryBudget: { limit: "big" } }),
+    TypeError,
+    "Invalid qcow2 options: memoryBudget must be { limit, used } in whole bytes",
   );
 });
