@@ -76,6 +76,9 @@ export interface CreateResult {
   peakRss: number;
 }
 
+/** How long a run may go without finishing before it counts as hung. */
+const HANG_SECONDS = 120;
+
 /** Runs `vma create <archive> -d format=<fmt>:drive-scsi0=<image>` under /usr/bin/time. */
 export async function vmaCreate(
   archive: string,
@@ -87,6 +90,11 @@ export async function vmaCreate(
     args: [
       "-f",
       "peak-rss-kib %M",
+      // A hang detector, not a speed check: a run that hangs is killed.
+      "timeout",
+      "-s",
+      "KILL",
+      String(HANG_SECONDS),
       Deno.execPath(),
       "run",
       "-A",
@@ -106,6 +114,9 @@ export async function vmaCreate(
   const text = new TextDecoder().decode(out.stderr);
   const m = /peak-rss-kib (\d+)\n?$/.exec(text);
   if (m === null) throw new Error(`no peak RSS in ${JSON.stringify(text)}`);
+  if (out.code === 137) {
+    throw new Error(`vma create ${image} hung (killed after ${HANG_SECONDS} s)`);
+  }
   const stderr = text.slice(0, m.index).replace(/Command exited with non-zero status \d+\n$/, "");
   return { code: out.code, stderr, peakRss: Number(m[1]) * 1024 };
 }

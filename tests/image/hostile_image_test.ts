@@ -287,6 +287,8 @@ Deno.test({
         stdout: "piped",
         stderr: "null",
       }).spawn();
+      // A hang detector, not a speed check.
+      const watchdog = setTimeout(() => child.kill("SIGKILL"), 120_000);
       let received = 0;
       const stdout = child.stdout.getReader();
       while (received < MiB) {
@@ -295,6 +297,7 @@ Deno.test({
         received += value.length;
       }
       const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
+      clearTimeout(watchdog);
       child.kill("SIGKILL");
       await stdout.cancel();
       await child.status;
