@@ -338,14 +338,29 @@ export class SparseExtentMap {
     };
   };
 
-  /** The compressed bytes of the grain at `at`: after its marker, or up to two grains' worth. */
+  /**
+   * Inflates a grain stored without a marker (its compressed size unknown):
+   * from a small read first, growing it fourfold while the stream runs past
+   * it, up to two grains' worth (QEMU's bound). A 64 MiB grain that
+   * compresses well is read as a few KiB, not 128 MiB.
+   */
+  async #inflateUnmarked(at: number, grain: Uint8Array): Promise<number> {
+    const most = Math.min(2 * this.#header.grainBytes, this.#reader.size - at);
+    for (let length = Math.min(most, READ_AHEAD / 4);; length = Math.min(most, length * 4)) {
+      const data = await this.#readAhead.read(at, length);
+      try {
+        return inflateZlib(data, grain);
+      } catch (error) {
+        const short = error instanceof SyntaxError && /ends early|truncated/.test(error.message);
+        if (!short || length >= most) throw error;
+      }
+    }
+  }
+
+  /** The compressed bytes of the grain at `at`, after its marker. */
   async #compressedGrain(at: number): Promise<Uint8Array> {
     const { grainBytes } = this.#header;
-    const fileSize = this.#reader.size;
     const file = this.#file;
-    if (!this.#header.markers) {
-      return await this.#readAhead.read(at, Math.min(2 * grainBytes, fileSize - at));
-    }
     // The marker: the grain's LBA (8 bytes) and the compressed size (4).
     const marker = await this.#readAhead.read(at, 12);
     if (marker.length < 12) {
@@ -382,15 +397,16 @@ export class SparseExtentMap {
   async #decode(sector: number, grainStart: number, grain: Uint8Array): Promise<Uint8Array> {
     const { grainBytes, size } = this.#header;
     const at = sector * SECTOR;
-    const data = await this.#compressedGrain(at);
     let written: number;
     try {
-      written = inflateZlib(data, grain);
+      written = this.#header.markers
+        ? inflateZlib(await this.#compressedGrain(at), grain)
+        : await this.#inflateUnmarked(at, grain);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      if (!(error instanceof SyntaxError) || error.message.startsWith("Corrupt")) throw error;
       throw corrupt(
         "vmdk",
-        `the compressed grain at ${hex(at)} cannot be decompressed: ${message}`,
+        `the compressed grain at ${hex(at)} cannot be decompressed: ${error.message}`,
         this.#file,
       );
     }

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { parseQcow2Extensions, parseQcow2Header } from "../../src/image/_qcow2_header.ts";
 import { parseSparseHeader } from "../../src/image/_vmdk_sparse.ts";
-import { rejectsWith } from "../_disk_image_helpers.ts";
+import { equalBytes, knownData, rejectsWith } from "../_disk_image_helpers.ts";
+import { openVmdkImage } from "../../src/image/vmdk_image.ts";
+import { deflateSync } from "node:zlib";
 import { qcow2, vmdkHeader } from "./_hostile.ts";
 import { openQcow2Image } from "../../src/image/qcow2_image.ts";
 
@@ -138,4 +140,29 @@ Deno.test("openQcow2Image charges its tables to a shared memoryBudget and refuse
     TypeError,
     "Invalid qcow2 options: memoryBudget must be { limit, used } in whole bytes",
   );
+});
+
+Deno.test("openVmdkImage inflates unmarked compressed grains larger than the first read", async () => {
+  const grainSectors = 4096; // 2 MiB grains: a compressed grain is well over 256 KiB
+  const grain = knownData(grainSectors * 512, 3);
+  const stream = deflateSync(grain, { level: 1 });
+  assert.ok(stream.length > 256 * 1024, `compressed to ${stream.length} bytes`);
+  const first = 8;
+  const file = new Uint8Array(first * 512 + stream.length + 512);
+  file.set(vmdkHeader({ capacitySectors: grainSectors, grainSectors, gtes: 512, gdSector: 1 }));
+  const v = new DataView(file.buffer);
+  v.setUint16(77, 1, true); // deflate, without markers (flags keep bit 17 clear)
+  v.setUint32(512, 2, true); // GD[0]: the grain table at sector 2
+  v.setUint32(1024, first, true); // GT[0]: the grain at sector 8
+  file.set(stream, first * 512);
+  const image = await openVmdkImage({
+    size: file.length,
+    read: (p, l) => Promise.resolve(file.slice(p, p + l)),
+    close: () => Promise.resolve(),
+  });
+  try {
+    assert.ok(equalBytes(await image.read(0, grain.length), grain));
+  } finally {
+    await image.close();
+  }
 });
