@@ -278,7 +278,7 @@ for (let index = 0; index < CASES; index++) {
   // Mutate the image file itself or, for a descriptor, sometimes an extent file.
   const files = new Map(base.files);
   let target = "image";
-  let bytes = base.bytes.slice();
+  let bytes: Uint8Array = base.bytes.slice();
   if (files.size > 0 && rng.u32() % 2 === 0) {
     target = [...files.keys()][rng.u32() % files.size];
     bytes = files.get(target)!.slice();
