@@ -7,6 +7,8 @@
  */
 
 import type { DiskImage, DiskImageRegion, PositionedReader } from "./disk_image.ts";
+import { ByteCache } from "./_byte_cache.ts";
+import { quote } from "./_image_errors.ts";
 
 /** One piece of the virtual disk, starting at the offset it was asked for. */
 export type Extent =
@@ -26,12 +28,13 @@ export type Extent =
   /**
    * Part of a unit that must be loaded whole (a compressed cluster or grain):
    * bytes `skip .. skip + length` of what `load` returns. `key` identifies the
-   * unit for the cache.
+   * unit for the cache; `size` is what `load` returns at most (charged to the cache).
    */
   | {
     kind: "unit";
     length: number;
     key: string;
+    size: number;
     skip: number;
     load: () => Promise<Uint8Array>;
   };
@@ -60,7 +63,21 @@ export function checkReadRange(offset: number, length: number, size: number): vo
   }
 }
 
-const UNIT_CACHE_SIZE = 4;
+/**
+ * Memory for decompressed units kept for later reads. The unit in use always
+ * stays, even when larger (a 64 MiB VMDK grain is read in several pieces).
+ */
+const UNIT_CACHE_BYTES = 8 * 1024 * 1024;
+/**
+ * How far one `regions()` lookup may scan a table for a run (the `end` hint),
+ * and how long a region merged from such runs may grow before it is yielded:
+ * a disk of millions of small extents (16 TiB of L2 entries that all point at
+ * one cluster) yields its first region at once, not after the whole scan.
+ * Longer pieces that cost no scan (an unallocated L1 or grain directory entry,
+ * a flat extent) are still merged whole.
+ */
+export const SCAN_LIMIT = 128 * 1024 * 1024;
+export const REGION_LIMIT = 256 * 1024 * 1024;
 
 /** A {@linkcode DiskImage} over an {@linkcode ExtentMapper}. */
 export class MappedImage implements DiskImage {
@@ -69,7 +86,7 @@ export class MappedImage implements DiskImage {
   #map: ExtentMapper;
   #backing: DiskImage | undefined;
   #closers: (() => Promise<void>)[];
-  #units = new Map<string, Promise<Uint8Array>>();
+  #units = new ByteCache<string, Uint8Array>(UNIT_CACHE_BYTES);
   #closed = false;
 
   constructor(
@@ -92,29 +109,15 @@ export class MappedImage implements DiskImage {
     return extent;
   }
 
-  #unit(key: string, load: () => Promise<Uint8Array>): Promise<Uint8Array> {
-    let unit = this.#units.get(key);
-    if (unit !== undefined) {
-      this.#units.delete(key);
-    } else {
-      unit = load();
-      // A failed load must not stay cached as the answer for good.
-      unit.catch(() => this.#units.delete(key));
-    }
-    this.#units.set(key, unit);
-    if (this.#units.size > UNIT_CACHE_SIZE) {
-      this.#units.delete(this.#units.keys().next().value!);
-    }
-    return unit;
-  }
-
   async *regions(): AsyncGenerator<DiskImageRegion> {
     let start = 0;
     let end = 0;
     let zero = false;
     function* push(offset: number, length: number, isZero: boolean): Generator<DiskImageRegion> {
       if (length === 0) return;
-      if (end > start && isZero === zero) {
+      if (
+        end > start && isZero === zero && (end - start < REGION_LIMIT || length >= REGION_LIMIT)
+      ) {
         end += length;
         return;
       }
@@ -130,7 +133,7 @@ export class MappedImage implements DiskImage {
     try {
       let pos = 0;
       while (pos < this.size) {
-        const extent = await this.#extent(pos, this.size);
+        const extent = await this.#extent(pos, Math.min(this.size, pos + SCAN_LIMIT));
         const length = Math.min(extent.length, this.size - pos);
         if (extent.kind === "backing" && backing !== undefined) {
           // Take the backing image's own regions for this range.
@@ -170,8 +173,17 @@ export class MappedImage implements DiskImage {
     }
   }
 
-  async read(offset: number, length: number): Promise<Uint8Array> {
+  /**
+   * Reads like `DiskImage.read`. Given `into` (at least `length` bytes), the
+   * result is built in it rather than in a fresh buffer, unless it is one run
+   * of stored data (then the reader's bytes come back as they are).
+   */
+  async read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     checkReadRange(offset, length, this.size);
+    const alloc = () =>
+      into !== undefined && into.length >= length
+        ? into.subarray(0, length).fill(0)
+        : new Uint8Array(length);
     // Allocated on first use: a read that is one run of stored data returns
     // the reader's bytes as they are, without a second buffer and a copy.
     let out: Uint8Array | undefined;
@@ -193,7 +205,7 @@ export class MappedImage implements DiskImage {
       pending = undefined;
       const bytes = await reader.read(position, length);
       if (bytes.length !== length) {
-        const where = file === undefined ? "" : ` in "${file}"`;
+        const where = file === undefined ? "" : ` in ${quote(file)}`;
         throw new SyntaxError(
           `Corrupt ${this.format} image: the data at ${hex(position)}..${
             hex(position + length)
@@ -201,7 +213,7 @@ export class MappedImage implements DiskImage {
         );
       }
       if (at === 0 && length === end - offset && out === undefined) whole = bytes;
-      else (out ??= new Uint8Array(end - offset)).set(bytes, at);
+      else (out ??= alloc()).set(bytes, at);
     };
 
     let pos = offset;
@@ -223,12 +235,12 @@ export class MappedImage implements DiskImage {
       } else {
         await flush();
         if (extent.kind === "unit") {
-          const unit = await this.#unit(extent.key, extent.load);
-          (out ??= new Uint8Array(length)).set(unit.subarray(extent.skip, extent.skip + n), at);
+          const unit = await this.#units.get(extent.key, extent.size, extent.load);
+          (out ??= alloc()).set(unit.subarray(extent.skip, extent.skip + n), at);
         } else if (extent.kind === "backing" && this.#backing !== undefined) {
           const available = Math.min(n, this.#backing.size - pos);
           if (available > 0) {
-            (out ??= new Uint8Array(length)).set(await this.#backing.read(pos, available), at);
+            (out ??= alloc()).set(await this.#backing.read(pos, available), at);
           }
         }
         // "zero", or "backing" without a backing image: already zeros.
@@ -236,7 +248,7 @@ export class MappedImage implements DiskImage {
       pos += n;
     }
     await flush();
-    return whole ?? out ?? new Uint8Array(length);
+    return whole ?? out ?? alloc();
   }
 
   async close(): Promise<void> {
@@ -255,6 +267,57 @@ export async function closeAll(closers: (() => Promise<void>)[]): Promise<void> 
   }
 }
 
+/** `error` reworded as `<prefix>: <its message>`, keeping its class (for the documented ones). */
+function reword(prefix: string, error: unknown): Error {
+  const message = error instanceof Error ? error.message : String(error);
+  const Class = error instanceof SyntaxError
+    ? SyntaxError
+    : error instanceof RangeError
+    ? RangeError
+    : error instanceof TypeError
+    ? TypeError
+    : Error;
+  return new Class(`${prefix}: ${message}`, { cause: error });
+}
+
+/**
+ * A backing image whose read and region errors name it: `Cannot read the
+ * backing file "base.qcow2": Corrupt qcow2 image: ...` (keeping the class).
+ */
+export class NamedImage implements DiskImage {
+  readonly format: string;
+  readonly size: number;
+  #image: DiskImage;
+  #prefix: string;
+
+  constructor(what: string, name: string, image: DiskImage) {
+    this.#image = image;
+    this.#prefix = `Cannot read the ${what} ${quote(name)}`;
+    this.format = image.format;
+    this.size = image.size;
+  }
+
+  async *regions(): AsyncGenerator<DiskImageRegion> {
+    try {
+      yield* this.#image.regions();
+    } catch (error) {
+      throw reword(this.#prefix, error);
+    }
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    try {
+      return await this.#image.read(offset, length);
+    } catch (error) {
+      throw reword(this.#prefix, error);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.#image.close();
+  }
+}
+
 /**
  * Calls a caller-supplied opener for a file the image refers to, and words its
  * failure so that it names the file (keeping the error's class).
@@ -266,20 +329,12 @@ export async function openReferenced<T>(
   option: string,
 ): Promise<T> {
   if (open === undefined) {
-    throw new TypeError(`Cannot open the ${what} "${name}": no ${option} option was given`);
+    throw new TypeError(`Cannot open the ${what} ${quote(name)}: no ${option} option was given`);
   }
   try {
     return await open();
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    const Class = error instanceof SyntaxError
-      ? SyntaxError
-      : error instanceof RangeError
-      ? RangeError
-      : error instanceof TypeError
-      ? TypeError
-      : Error;
-    throw new Class(`Cannot open the ${what} "${name}": ${message}`, { cause: error });
+    throw reword(`Cannot open the ${what} ${quote(name)}`, error);
   }
 }
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { openDiskImageSource } from "../../src/cli/_image_source.ts";
 import { CliError } from "../../src/cli/_errors.ts";
+import { qcow2 } from "../image/_hostile.ts";
 import type { VmaDeviceWriter } from "../../src/vma/vma_writer.ts";
 import {
   equalBytes,
@@ -135,6 +136,112 @@ Deno.test({
         await source.feed(device, () => {});
         assert.deepEqual(bytes.subarray(0, 1000), data);
         assert.ok(bytes.subarray(1000).every((b) => b === 0));
+      } finally {
+        source.close();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "openDiskImageSource with confine keeps backing and extent files in the image's directory",
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "vmakit-cli-confine-" });
+    try {
+      const dir = join(root, "images");
+      await Deno.mkdir(dir);
+      await Deno.writeFile(join(root, "outside.raw"), new Uint8Array(65536).fill(1));
+      await Deno.writeFile(join(dir, "inside.raw"), new Uint8Array(65536).fill(2));
+      await Deno.symlink(join(root, "outside.raw"), join(dir, "link.raw"));
+      const top = async (name: string, backing: string, backingFormat?: string) => {
+        const path = join(dir, name);
+        await Deno.writeFile(
+          path,
+          qcow2({ size: 65536, l1: [0], clusters: [], backing, backingFormat }),
+        );
+        return path;
+      };
+      const confine = { confine: true };
+      const cases: [string, string, string | undefined, string][] = [
+        ["abs.qcow2", "/etc/passwd", "raw", "an absolute name is not allowed (--confine)"],
+        [
+          "up.qcow2",
+          "../outside.raw",
+          "raw",
+          `it resolves to '${join(root, "outside.raw")}', outside '${dir}' (--confine)`,
+        ],
+        [
+          "link.qcow2",
+          "link.raw",
+          "raw",
+          `it resolves to '${join(root, "outside.raw")}', outside '${dir}' (--confine)`,
+        ],
+        [
+          "probe.qcow2",
+          "inside.raw",
+          undefined,
+          "the backing file has no recorded format and would be probed as raw (--confine)",
+        ],
+      ];
+      for (const [name, backing, format, why] of cases) {
+        const path = await top(name, backing, format);
+        await rejectsWith(
+          openDiskImageSource(path, "qcow2", confine),
+          CliError,
+          `bdrv_open '${path}' failed - Cannot open the backing file ${
+            JSON.stringify(backing)
+          }: ${why}`,
+        );
+        // QEMU-compatible by default: the same image opens (with a warning for the probe).
+        if (name !== "probe.qcow2") (await openDiskImageSource(path, "qcow2")).close();
+      }
+      const vmdk = join(dir, "flat.vmdk");
+      await Deno.writeTextFile(
+        vmdk,
+        '# Disk DescriptorFile\nversion=1\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 128 FLAT "../outside.raw" 0\n',
+      );
+      await rejectsWith(
+        openDiskImageSource(vmdk, "vmdk", confine),
+        CliError,
+        `bdrv_open '${vmdk}' failed - Cannot open the extent file "../outside.raw": it resolves to '${
+          join(root, "outside.raw")
+        }', outside '${dir}' (--confine)`,
+      );
+      // Inside the directory, with a recorded format: accepted and read.
+      const good = await top("good.qcow2", "inside.raw", "raw");
+      const source = await openDiskImageSource(good, "qcow2", confine);
+      try {
+        const { device, bytes } = memoryDevice(source.size);
+        await source.feed(device, () => {});
+        assert.ok(bytes.every((b) => b === 2));
+      } finally {
+        source.close();
+      }
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "openDiskImageSource feeds a compressed qcow2 of several 4 MiB pieces exactly (reused buffers)",
+  ignore,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "vmakit-cli-image-" });
+    try {
+      const raw = join(dir, "disk.raw");
+      await Deno.writeFile(raw, knownData(13 * 1024 * 1024 + 4096, 33));
+      const path = join(dir, "disk.qcow2");
+      await run("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", raw, path);
+      const expected = await qemuRaw(path, dir);
+      const source = await openDiskImageSource(path, "qcow2");
+      try {
+        const { device, bytes } = memoryDevice(source.size);
+        await source.feed(device, () => {});
+        assert.ok(equalBytes(bytes, expected), "the fed bytes are the image's");
       } finally {
         source.close();
       }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import type { DiskImageRegion } from "../../src/image/disk_image.ts";
 import { openQcow2Image } from "../../src/image/qcow2_image.ts";
 import {
   checkAgainstQemu,
@@ -198,7 +199,7 @@ Deno.test({
     const image = await openQcow2Image(reader);
     try {
       assert.equal(image.size, 100 * 1024 ** 3);
-      const regions = await Array.fromAsync(image.regions());
+      const regions = coalesce(await Array.fromAsync(image.regions()));
       assert.deepEqual(regions, [
         { offset: 0, length: 50 * 1024 ** 3, zero: true },
         { offset: 50 * 1024 ** 3, length: 1024 * 1024, zero: false },
@@ -215,6 +216,18 @@ Deno.test({
     }
   },
 });
+
+/** Merges adjacent regions of the same kind (regions() may split long runs). */
+function coalesce(regions: DiskImageRegion[]): DiskImageRegion[] {
+  const out: DiskImageRegion[] = [];
+  for (const region of regions) {
+    const last = out.at(-1);
+    if (last !== undefined && last.zero === region.zero) {
+      out[out.length - 1] = { ...last, length: last.length + region.length };
+    } else out.push(region);
+  }
+  return out;
+}
 
 // Hand-corrupted images: a small valid image, modified.
 
@@ -265,13 +278,13 @@ Deno.test({
       [
         "version 1",
         patch(good, (v) => v.setUint32(4, 1)),
-        RangeError,
+        TypeError,
         /^Unsupported qcow2 image: version 1 is not supported$/,
       ],
       [
         "version 4",
         patch(good, (v) => v.setUint32(4, 4)),
-        RangeError,
+        TypeError,
         /^Unsupported qcow2 image: version 4 is not supported$/,
       ],
       [
@@ -301,14 +314,14 @@ Deno.test({
       [
         "cluster bits 22",
         patch(good, (v) => v.setUint32(20, 22)),
-        RangeError,
+        TypeError,
         /^Unsupported qcow2 image: cluster size 2\^22 is not supported \(2\^9 to 2\^21 are\)$/,
       ],
       [
         "huge L1 size",
         patch(good, (v) => v.setUint32(36, 0xffffffff)),
         RangeError,
-        /^Unsupported qcow2 image: the L1 table has 4294967295 entries, more than 4194304$/,
+        /^Oversized qcow2 image: the L1 table has 4294967295 entries, more than 4194304$/,
       ],
       [
         "L1 table too small",

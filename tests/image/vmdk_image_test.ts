@@ -323,20 +323,20 @@ Deno.test({
       [
         "version 4",
         patch(good, (v) => v.setUint32(4, 4, true)),
-        RangeError,
+        TypeError,
         "Unsupported vmdk image: sparse extent version 4 is not supported",
       ],
       [
         "huge grain",
         patch(good, (v) => v.setBigUint64(20, 1n << 40n, true)),
         RangeError,
-        "Unsupported vmdk image: the grain size 1099511627776 sectors is not supported (1 to 131072 are)",
+        "Oversized vmdk image: the grain size 1099511627776 sectors is not supported (1 to 131072 are)",
       ],
       [
         "too many grain table entries",
         patch(good, (v) => v.setUint32(44, 1 << 20, true)),
         RangeError,
-        "Unsupported vmdk image: 1048576 grain table entries are not supported (1 to 512 are)",
+        "Oversized vmdk image: 1048576 grain table entries are not supported (1 to 512 are)",
       ],
       [
         "grain directory past the end",
