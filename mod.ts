@@ -36,6 +36,7 @@ export type * from "./src/vma/vma_summary.ts";
 export * from "./src/vma/verify_vma.ts";
 export * from "./src/vma/extract_vma.ts";
 export type * from "./src/image/disk_image.ts";
+export type * from "./src/image/disk_image_writer.ts";
 export * from "./src/image/raw_image.ts";
 export * from "./src/image/qcow2_image.ts";
 export * from "./src/image/vmdk_image.ts";
