@@ -263,14 +263,26 @@ Deno.test("openArchiveInput decodes gzip members and concatenated lzop streams",
   });
 });
 
+/** Runs `vma verify path` under /usr/bin/time; returns the peak RSS in KiB. */
+async function verifyPeakRss(path: string): Promise<number> {
+  const out = await new Deno.Command("/usr/bin/time", {
+    args: ["-f", "%M", Deno.execPath(), "run", "-A", CLI, "verify", path],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, stderr);
+  return Number(stderr.trim().split("\n").at(-1));
+}
+
 Deno.test({
-  name:
-    "vma verify decodes a multi-frame zstd bomb (1 GiB of archive in ~100 KB) in bounded memory",
+  name: "vma verify decodes 512 MiB bombs (zstd frames, gzip, lzop) in bounded memory",
   ignore: !existsSync("/usr/bin/time"),
   async fn() {
-    // A valid archive: one 1 GiB device whose clusters all hold 0x01, cut into
-    // 64 MiB zstd frames with skippable frames between them.
-    const size = 1 << 30;
+    // A valid archive: one 512 MiB device whose clusters all hold 0x01. It goes
+    // to a file (for gzip and lzop) and into 64 MiB zstd frames with skippable
+    // frames between them.
+    const size = 512 << 20;
     const writer = new VmaWriter({ uuid: "00000000-0000-4000-8000-000000000002" });
     writer.addConfig("qemu-server.conf", "memory: 512\n");
     const device = writer.addDevice("drive-scsi0", size);
@@ -279,6 +291,8 @@ Deno.test({
       for (let at = 0; at < size; at += cluster.length) await device.write(at, cluster);
       await writer.close();
     })();
+    const plain = `${dir}/bomb.vma`;
+    const plainFile = await Deno.open(plain, { write: true, create: true, truncate: true });
     const frames: Uint8Array[] = [];
     const frameSize = 64 << 20;
     let buffer = new Uint8Array(frameSize);
@@ -286,6 +300,7 @@ Deno.test({
     let total = 0;
     for await (const chunk of writer.readable) {
       total += chunk.length;
+      for (let at = 0; at < chunk.length;) at += await plainFile.write(chunk.subarray(at));
       for (let at = 0; at < chunk.length;) {
         const n = Math.min(chunk.length - at, frameSize - filled);
         buffer.set(chunk.subarray(at, at + n), filled);
@@ -298,25 +313,33 @@ Deno.test({
         }
       }
     }
+    plainFile.close();
     await produce;
     frames.push(zstd(buffer.subarray(0, filled)));
-    const path = await file(...frames);
-    const compressed = (await Deno.stat(path)).size;
-    assert.ok(total > size && compressed < 1 << 20, `${total} bytes in ${compressed}`);
-
-    const out = await new Deno.Command("/usr/bin/time", {
-      args: ["-f", "%M", Deno.execPath(), "run", "-A", CLI, "verify", path],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 0, stderr);
-    const peakKiB = Number(stderr.trim().split("\n").at(-1));
-    console.log(
-      `vma verify: ${total} bytes of archive from ${compressed} bytes of zstd (${
-        frames.length / 2 + 0.5
-      } frames), peak RSS ${Math.round(peakKiB / 1024)} MiB`,
-    );
-    assert.ok(peakKiB > 0 && peakKiB < 200 * 1024, `peak RSS ${peakKiB} KiB`);
+    const inputs: [string, string][] = [["zstd", await file(...frames)]];
+    for (const [name, command] of [["gzip", "gzip -1 -c"], ["lzop", "lzop -c"]]) {
+      if (!have(name)) {
+        console.log(`${name} is not installed: skipping its bomb`);
+        continue;
+      }
+      const out = await new Deno.Command("sh", {
+        args: ["-c", `${command} bomb.vma > bomb.vma.${name}`],
+        cwd: dir,
+      }).output();
+      assert.equal(out.code, 0);
+      inputs.push([name, `${dir}/bomb.vma.${name}`]);
+    }
+    await Deno.remove(plain);
+    for (const [name, path] of inputs) {
+      const compressed = (await Deno.stat(path)).size;
+      assert.ok(total > size && compressed < 8 << 20, `${name}: ${total} bytes in ${compressed}`);
+      const peakKiB = await verifyPeakRss(path);
+      console.log(
+        `vma verify: ${total} bytes of archive from ${compressed} bytes of ${name}, peak RSS ${
+          Math.round(peakKiB / 1024)
+        } MiB`,
+      );
+      assert.ok(peakKiB > 0 && peakKiB < 200 * 1024, `${name}: peak RSS ${peakKiB} KiB`);
+    }
   },
 });
