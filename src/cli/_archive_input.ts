@@ -259,7 +259,7 @@ function decompress(
       return raw;
     case "gzip":
       return labelErrors(
-        raw.pipeThrough(nodeTransformToWeb(createGunzip({ chunkSize: 1024 * 1024 }))),
+        raw.pipeThrough(nodeTransformToWeb(createGunzip({ chunkSize: 256 * 1024 }))),
         "gzip",
       );
     case "zstd":
