@@ -250,7 +250,12 @@ function labelErrors(
   }, { highWaterMark: 0 });
 }
 
-function decompress(
+/**
+ * `raw` decompressed as `compression` says; a decoder's failure reads
+ * `<compression> decompression failed - <why>` (a CliError). Exported for the
+ * fuzzer (tests/_fuzz.ts), which feeds it mutated compressed archives.
+ */
+export function decompress(
   raw: ReadableStream<Uint8Array>,
   compression: Compression,
 ): ReadableStream<Uint8Array> {
