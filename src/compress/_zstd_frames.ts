@@ -24,22 +24,21 @@ export interface ZstdFramePiece {
   readonly end: boolean;
 }
 
-const enum State {
-  /** Reading the 4-byte magic of the next frame. */
-  Magic,
-  /** Reading a skippable frame's 4-byte size. */
-  SkipSize,
-  /** Skipping a skippable frame's data. */
-  Skip,
-  /** Reading the frame header (descriptor, window, dictionary id, content size). */
-  Header,
-  /** Reading a 3-byte block header. */
-  BlockHeader,
-  /** Passing a block's content through. */
-  Block,
-  /** Reading the 4-byte content checksum. */
-  Checksum,
-}
+// Parser states (plain constants rather than an enum, so the file is erasable TypeScript).
+/** Reading the 4-byte magic of the next frame. */
+const MAGIC = 0;
+/** Reading a skippable frame's 4-byte size. */
+const SKIP_SIZE = 1;
+/** Skipping a skippable frame's data. */
+const SKIP = 2;
+/** Reading the frame header (descriptor, window, dictionary id, content size). */
+const HEADER = 3;
+/** Reading a 3-byte block header. */
+const BLOCK_HEADER = 4;
+/** Passing a block's content through. */
+const BLOCK = 5;
+/** Reading the 4-byte content checksum. */
+const CHECKSUM = 6;
 
 const hex = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
 
@@ -56,7 +55,7 @@ const u32le = (b: Uint8Array, o: number): number =>
  * `zstd -d` accepts.
  */
 export class ZstdFrameScanner {
-  #state = State.Magic;
+  #state: number = MAGIC;
   /** The current small field (magic, size, header, block header) as read so far. */
   #field = new Uint8Array(16);
   #fieldLength = 0;
@@ -83,8 +82,8 @@ export class ZstdFrameScanner {
   /** The frame pieces in `chunk`, in order. */
   push(chunk: Uint8Array): ZstdFramePiece[] {
     const pieces: ZstdFramePiece[] = [];
-    const inFrame = this.#state !== State.Magic && this.#state !== State.SkipSize &&
-      this.#state !== State.Skip;
+    const inFrame = this.#state !== MAGIC && this.#state !== SKIP_SIZE &&
+      this.#state !== SKIP;
     let start = inFrame ? 0 : -1; // where the piece being gathered starts, -1 for none
     let i = 0;
     const cut = (end: boolean) => {
@@ -92,13 +91,13 @@ export class ZstdFrameScanner {
       start = end ? -1 : i;
     };
     while (i < chunk.length) {
-      if (this.#state === State.Skip || this.#state === State.Block) {
+      if (this.#state === SKIP || this.#state === BLOCK) {
         const n = Math.min(this.#left, chunk.length - i);
         i += n;
         this.#left -= n;
         this.#offset += n;
         if (this.#left > 0) continue;
-        if (this.#state === State.Skip) this.#expect(State.Magic, 4);
+        if (this.#state === SKIP) this.#expect(MAGIC, 4);
         else this.#blockDone(cut);
         continue;
       }
@@ -106,26 +105,26 @@ export class ZstdFrameScanner {
       this.#field[this.#fieldLength++] = chunk[i++];
       this.#offset++;
       if (this.#fieldLength < this.#need) continue;
-      if (this.#state === State.Magic) {
+      if (this.#state === MAGIC) {
         const magic = u32le(this.#field, 0);
         if (magic === FRAME_MAGIC) {
           this.#frames++;
           this.#frameOffset = this.#offset - 4;
           pieces.push({ bytes: MAGIC_BYTES, end: false });
           start = i;
-          this.#expect(State.Header, 1);
+          this.#expect(HEADER, 1);
         } else if ((magic & 0xfffffff0) === 0x184d2a50) {
-          this.#expect(State.SkipSize, 4);
+          this.#expect(SKIP_SIZE, 4);
         } else {
           throw new SyntaxError(
             `unknown frame magic ${hex(magic)} at offset ${this.#offset - 4} (not zstd data)`,
           );
         }
-      } else if (this.#state === State.SkipSize) {
+      } else if (this.#state === SKIP_SIZE) {
         this.#left = u32le(this.#field, 0);
-        if (this.#left === 0) this.#expect(State.Magic, 4);
-        else this.#state = State.Skip;
-      } else if (this.#state === State.Header) {
+        if (this.#left === 0) this.#expect(MAGIC, 4);
+        else this.#state = SKIP;
+      } else if (this.#state === HEADER) {
         if (this.#fieldLength === 1) {
           // The descriptor says how long the rest of the header is.
           const d = this.#field[0];
@@ -142,8 +141,8 @@ export class ZstdFrameScanner {
         }
         this.#checkWindow();
         this.#blocks = 0;
-        this.#expect(State.BlockHeader, 3);
-      } else if (this.#state === State.BlockHeader) {
+        this.#expect(BLOCK_HEADER, 3);
+      } else if (this.#state === BLOCK_HEADER) {
         const f = this.#field;
         const h = f[0] | (f[1] << 8) | (f[2] << 16);
         const type = (h >> 1) & 3;
@@ -158,11 +157,11 @@ export class ZstdFrameScanner {
         this.#lastBlock = (h & 1) !== 0;
         this.#left = type === 1 ? 1 : size;
         this.#blocks++;
-        if (this.#left > 0) this.#state = State.Block;
+        if (this.#left > 0) this.#state = BLOCK;
         else this.#blockDone(cut);
       } else {
-        // State.Checksum: the frame is complete.
-        this.#expect(State.Magic, 4);
+        // CHECKSUM: the frame is complete.
+        this.#expect(MAGIC, 4);
         cut(true);
       }
     }
@@ -172,14 +171,14 @@ export class ZstdFrameScanner {
 
   /** Throws when the stream ended inside a frame. */
   finish(): void {
-    if (this.#state !== State.Magic || this.#fieldLength !== 0) {
+    if (this.#state !== MAGIC || this.#fieldLength !== 0) {
       throw new SyntaxError(
         `the input ends inside a frame: ${this.#offset} bytes, the frame at offset ${this.#frameOffset} is cut short`,
       );
     }
   }
 
-  #expect(state: State, need: number): void {
+  #expect(state: number, need: number): void {
     this.#state = state;
     this.#need = need;
     this.#fieldLength = 0;
@@ -188,15 +187,15 @@ export class ZstdFrameScanner {
   /** After a block: the next block (in a new piece every MAX_BLOCKS_PER_PIECE), the checksum or the frame's end. */
   #blockDone(cut: (end: boolean) => void): void {
     if (!this.#lastBlock) {
-      this.#expect(State.BlockHeader, 3);
+      this.#expect(BLOCK_HEADER, 3);
       if (this.#blocks >= MAX_BLOCKS_PER_PIECE) {
         this.#blocks = 0;
         cut(false);
       }
     } else if (this.#checksum) {
-      this.#expect(State.Checksum, 4);
+      this.#expect(CHECKSUM, 4);
     } else {
-      this.#expect(State.Magic, 4);
+      this.#expect(MAGIC, 4);
       cut(true);
     }
   }
