@@ -818,3 +818,237 @@ export function checkingTarget(limit: number): { target: VmaExtractTarget; finis
     },
   };
 }
+
+// ---------------------------------------------------------------------------
+// Compressed framing: zstd (frames, skippable frames), gzip (members), lzop
+// (headers, blocks, checksums, LZO1X data) through the CLI's decoders, and
+// raw DEFLATE / zlib through src/compress/_inflate.ts. A case must decode, or
+// fail with the decoder's one-line error; anything else (another error class,
+// a multi-line message, a hang, memory growth) is a bug.
+
+/** The compressed formats the fuzzer mutates. */
+export type CompressedFormat = "zstd" | "gzip" | "lzop" | "deflate" | "zlib";
+
+/** A valid compressed stream to mutate. */
+export interface CompressedBase {
+  name: string;
+  format: CompressedFormat;
+  bytes: Uint8Array;
+}
+
+/** Decoded bytes a case may produce before it is stopped (a bomb is not an error). */
+export const COMPRESSED_OUTPUT_CAP = 8 << 20;
+
+function concatAll(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function zstdSkippable(size: number, nibble: number): Uint8Array {
+  const frame = new Uint8Array(8 + size).fill(0xa5);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, 0x184d2a50 + nibble, true);
+  view.setUint32(4, size, true);
+  return frame;
+}
+
+/** The compressed bases: each format's framing, multi-frame/member streams and bombs. */
+export async function compressedBases(): Promise<CompressedBase[]> {
+  const zlib = await import("node:zlib");
+  const u8 = (b: Uint8Array) => new Uint8Array(b);
+  const testdata = new URL("./testdata/", import.meta.url);
+  const small = await gunzip(await Deno.readFile(new URL("small.vma.gz", testdata)));
+  const part = small.subarray(0, 200_000);
+  const zstd = (b: Uint8Array, checksum = false) =>
+    u8(zlib.zstdCompressSync(b, {
+      params: { [zlib.constants.ZSTD_c_checksumFlag]: checksum ? 1 : 0 },
+    }));
+  const zeros = new Uint8Array(32 << 20);
+  return [
+    { name: "zstd frame with checksum", format: "zstd", bytes: zstd(part, true) },
+    {
+      name: "zstd frames and skippable frames",
+      format: "zstd",
+      bytes: concatAll([
+        zstdSkippable(4, 0),
+        zstd(part.subarray(0, 70_000)),
+        zstdSkippable(0, 15),
+        zstd(part.subarray(70_000), true),
+        zstd(new Uint8Array(0)),
+        zstdSkippable(9, 7),
+      ]),
+    },
+    { name: "zstd bomb (32 MiB of zeros)", format: "zstd", bytes: zstd(zeros) },
+    {
+      name: "gzip members",
+      format: "gzip",
+      bytes: concatAll([
+        u8(zlib.gzipSync(part.subarray(0, 50_000))),
+        u8(zlib.gzipSync(part.subarray(50_000))),
+      ]),
+    },
+    { name: "gzip bomb (32 MiB of zeros)", format: "gzip", bytes: u8(zlib.gzipSync(zeros)) },
+    {
+      name: "Proxmox small.vma.lzo",
+      format: "lzop",
+      bytes: await Deno.readFile(new URL("small.vma.lzo", testdata)),
+    },
+    { name: "deflate", format: "deflate", bytes: u8(zlib.deflateRawSync(part)) },
+    { name: "deflate bomb", format: "deflate", bytes: u8(zlib.deflateRawSync(zeros)) },
+    {
+      name: "deflate fixed Huffman",
+      format: "deflate",
+      bytes: u8(zlib.deflateRawSync(part.subarray(0, 30_000), { strategy: 4 })),
+    },
+    {
+      name: "deflate stored",
+      format: "deflate",
+      bytes: u8(zlib.deflateRawSync(part.subarray(0, 30_000), { level: 0 })),
+    },
+    { name: "zlib", format: "zlib", bytes: u8(zlib.deflateSync(part.subarray(0, 65_536))) },
+  ];
+}
+
+/** A mutated compressed stream (never a byte stream). */
+export interface CompressedMutant extends Mutant {
+  format: CompressedFormat;
+}
+
+/** Overwrites a 1-4 byte little- or big-endian field with an interesting value. */
+const fieldEdit: Mutator = (bytes, rng) => {
+  if (bytes.length < 4) return undefined;
+  // Headers live near the start; block headers anywhere.
+  const at = rng.chance(0.5) ? rng.int(Math.min(64, bytes.length - 3)) : rng.int(bytes.length - 3);
+  const width = rng.pick([1, 2, 3, 4]);
+  const value = rng.pick([0, 1, 0x7f, 0x80, 0xff, 0xffff, 0x20000, 0x20001, 0xffffffff]) >>> 0;
+  const out = bytes.slice();
+  const little = rng.chance(0.5);
+  for (let i = 0; i < width; i++) {
+    const shift = 8 * (little ? i : width - 1 - i);
+    out[at + i] = Number((BigInt(value) >> BigInt(shift)) & 0xffn);
+  }
+  return { bytes: out, step: `set ${width} bytes at ${at} to ${value} (${little ? "LE" : "BE"})` };
+};
+
+/** Repeats a range (a duplicated frame, member or block). */
+const splice: Mutator = (bytes, rng) => {
+  if (bytes.length < 2) return undefined;
+  const from = rng.int(bytes.length);
+  const length = rng.range(1, Math.min(bytes.length - from, 70_000));
+  const at = rng.int(bytes.length + 1);
+  const out = concatAll([
+    bytes.subarray(0, at),
+    bytes.subarray(from, from + length),
+    bytes.subarray(at),
+  ]);
+  return { bytes: out, step: `copy ${length} bytes from ${from} to ${at}` };
+};
+
+/** Inserts a zstd skippable frame (its size possibly lying) at a random place. */
+const insertSkippable: Mutator = (bytes, rng) => {
+  const size = rng.range(0, 64);
+  const frame = zstdSkippable(size, rng.int(16));
+  if (rng.chance(0.3)) {
+    new DataView(frame.buffer).setUint32(4, rng.pick([size + 1, 0x7fffffff, 0xffffffff]), true);
+  }
+  const at = rng.chance(0.5) ? 0 : rng.int(bytes.length + 1);
+  return {
+    bytes: concatAll([bytes.subarray(0, at), frame, bytes.subarray(at)]),
+    step: `insert a skippable frame of ${size} bytes at ${at}`,
+  };
+};
+
+const COMPRESSED_MUTATORS: [Mutator, number][] = [
+  [bitFlip, 20],
+  [byteRun, 8],
+  [cut, 15],
+  [append, 8],
+  [fieldEdit, 20],
+  [splice, 10],
+  [insertSkippable, 6],
+];
+const COMPRESSED_WEIGHT = COMPRESSED_MUTATORS.reduce((n, [, w]) => n + w, 0);
+
+/** Makes compressed case `index` of the run with `seed`: a base and 0 to 3 mutations. */
+export function makeCompressedCase(
+  bases: readonly CompressedBase[],
+  seed: number,
+  index: number,
+): CompressedMutant {
+  const rng = new Rng(seed ^ 0x5a5a5a5a, index);
+  const base = rng.pick(bases);
+  let bytes = base.bytes;
+  const steps: string[] = [];
+  // A few unmutated cases keep the success path in the run.
+  const n = rng.chance(0.05) ? 0 : rng.chance(0.6) ? 1 : rng.range(2, 3);
+  for (let tries = 0; steps.length < n && tries < 20; tries++) {
+    let pick = rng.int(COMPRESSED_WEIGHT);
+    let mutator = COMPRESSED_MUTATORS[0][0];
+    for (const [m, w] of COMPRESSED_MUTATORS) {
+      if (pick < w) {
+        mutator = m;
+        break;
+      }
+      pick -= w;
+    }
+    const result = mutator(bytes, rng);
+    if (result === undefined) continue;
+    bytes = result.bytes;
+    steps.push(result.step);
+  }
+  // Small chunks cost a stream operation each: rare.
+  const chunk = rng.chance(0.05)
+    ? rng.pick([7, 61])
+    : rng.pick([bytes.length || 1, bytes.length || 1, 1 << 16, 4093, 512]);
+  return { base: base.name, format: base.format, bytes, steps, chunk, byteStream: false };
+}
+
+/** The one-line error each decoder must fail with, by format. */
+const EXPECTED_ERROR: Record<CompressedFormat, RegExp> = {
+  zstd: /^zstd decompression failed - [^\n]+$/,
+  gzip: /^gzip decompression failed - [^\n]+$/,
+  lzop: /^lzop decompression failed - [^\n]+$/,
+  deflate: /^Invalid deflate data: [^\n]+$/,
+  zlib: /^Invalid (?:deflate|zlib) data: [^\n]+$/,
+};
+
+/**
+ * Decodes a compressed case: the CLI's decoders for zstd/gzip/lzop (stopped
+ * after COMPRESSED_OUTPUT_CAP bytes), inflateRaw/inflateZlib into a buffer of
+ * that size. "format" is the decoder's expected one-line error.
+ */
+export async function runCompressedCase(mutant: CompressedMutant): Promise<Outcome> {
+  const expected = EXPECTED_ERROR[mutant.format];
+  try {
+    if (mutant.format === "deflate" || mutant.format === "zlib") {
+      const { inflateRaw, inflateZlib } = await import("../src/compress/_inflate.ts");
+      const out = new Uint8Array(COMPRESSED_OUTPUT_CAP);
+      if (mutant.format === "deflate") inflateRaw(mutant.bytes, out);
+      else inflateZlib(mutant.bytes, out);
+    } else {
+      const { decompress } = await import("../src/cli/_archive_input.ts");
+      const reader = decompress(streamOf(mutant.bytes, mutant.chunk), mutant.format).getReader();
+      let total = 0;
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) break;
+        total += r.value.length;
+        if (total > COMPRESSED_OUTPUT_CAP) {
+          await reader.cancel("enough");
+          break;
+        }
+      }
+    }
+    return { kind: "ok" };
+  } catch (error) {
+    const e = error as Error;
+    const cli = e?.name === "CliError" || e instanceof SyntaxError;
+    if (cli && expected.test(e.message)) return { kind: "format", message: e.message };
+    return { kind: "bug", message: `${e?.name}: ${e?.message ?? String(error)}`, stack: e?.stack };
+  }
+}

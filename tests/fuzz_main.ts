@@ -8,7 +8,13 @@
  * deno task fuzz                          # 20,000 cases, random seed
  * deno task fuzz --cases 100000 --seed 7  # a longer run
  * deno task fuzz --seed 7 --case 1234     # reproduce one case, verbosely
+ * deno task fuzz --target compress        # zstd/gzip/lzop framing and inflate instead
  * ```
+ *
+ * With `--target compress` the cases are mutated zstd (frames, skippable
+ * frames), gzip (members), lzop and raw DEFLATE/zlib streams, some of them
+ * bombs, fed to the CLI's decoders and `_inflate.ts`: each must decode or
+ * fail with the decoder's one-line error.
  *
  * Prints a summary of outcomes by error message (numbers shown as N) and
  * exits 1 when a case misbehaved. `--jsonl` prints one JSON line per case
@@ -18,11 +24,15 @@
  */
 import {
   baseArchives,
+  compressedBases,
+  type CompressedMutant,
   makeCase,
+  makeCompressedCase,
   messageKind,
   type Mutant,
   type Outcome,
   runCase,
+  runCompressedCase,
 } from "./_fuzz.ts";
 
 interface Options {
@@ -33,6 +43,7 @@ interface Options {
   jsonl: boolean;
   timeoutMs: number;
   memoryLimitMb: number;
+  target: "vma" | "compress";
 }
 
 function parseArgs(args: string[]): Options {
@@ -44,6 +55,7 @@ function parseArgs(args: string[]): Options {
     jsonl: false,
     timeoutMs: 10_000,
     memoryLimitMb: 1024,
+    target: "vma",
   };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -62,7 +74,13 @@ function parseArgs(args: string[]): Options {
     } else if (arg === "--timeout") options.timeoutMs = value();
     else if (arg === "--memory-limit") options.memoryLimitMb = value();
     else if (arg === "--jsonl") options.jsonl = true;
-    else throw new Error(`Unknown argument "${arg}"`);
+    else if (arg === "--target") {
+      const target = args[++i];
+      if (target !== "vma" && target !== "compress") {
+        throw new Error(`--target needs "vma" or "compress", not "${target}"`);
+      }
+      options.target = target;
+    } else throw new Error(`Unknown argument "${arg}"`);
   }
   return options;
 }
@@ -81,13 +99,24 @@ function withTimeout(run: Promise<Outcome>, ms: number): Promise<Outcome> {
 async function main(): Promise<number> {
   const options = parseArgs(Deno.args);
   const write = (line: string) => console.log(line);
-  const bases = await baseArchives();
+  // Both targets give cases of the same shape: bytes, steps, a chunk size.
+  const compress = options.target === "compress";
+  const vmaBases = compress ? [] : await baseArchives();
+  const compressed = compress ? await compressedBases() : [];
+  const bases: { name: string; bytes: Uint8Array }[] = compress ? compressed : vmaBases;
+  const make = (index: number): Mutant =>
+    compress
+      ? makeCompressedCase(compressed, options.seed, index)
+      : makeCase(vmaBases, options.seed, index);
+  const run = (mutant: Mutant): Promise<Outcome> =>
+    compress ? runCompressedCase(mutant as CompressedMutant) : runCase(mutant);
   const rssBase = Deno.memoryUsage().rss;
   let rssPeak = rssBase;
   const counts = new Map<string, number>();
   const bugs: { index: number; base: string; steps: string[]; outcome: Outcome }[] = [];
   const started = performance.now();
-  const reproduce = (index: number) => `deno task fuzz --seed ${options.seed} --case ${index}`;
+  const reproduce = (index: number) =>
+    `deno task fuzz${compress ? " --target compress" : ""} --seed ${options.seed} --case ${index}`;
   if (!options.jsonl && !options.single) {
     console.error(
       `fuzz: ${options.cases} cases from ${options.start}, seed ${options.seed}, bases: ${
@@ -98,7 +127,7 @@ async function main(): Promise<number> {
   for (let index = options.start; index < options.start + options.cases; index++) {
     let mutant: Mutant;
     try {
-      mutant = makeCase(bases, options.seed, index);
+      mutant = make(index);
     } catch (error) {
       // A bug of the fuzzer itself: report it like a case, with its seed and index.
       const e = error as Error;
@@ -134,7 +163,7 @@ async function main(): Promise<number> {
       }
       continue;
     }
-    let outcome = await withTimeout(runCase(mutant), options.timeoutMs);
+    let outcome = await withTimeout(run(mutant), options.timeoutMs);
     const rss = Deno.memoryUsage().rss;
     rssPeak = Math.max(rssPeak, rss);
     if (outcome.kind !== "bug" && rss - rssBase > options.memoryLimitMb * 2 ** 20) {
@@ -146,7 +175,9 @@ async function main(): Promise<number> {
     const key = outcome.kind === "ok"
       ? "success"
       : outcome.kind === "format"
-      ? `VmaFormatError: ${messageKind(outcome.message)}`
+      ? compress
+        ? `error: ${messageKind(outcome.message.replace(/0x[0-9a-f]+/g, "0xH"))}`
+        : `VmaFormatError: ${messageKind(outcome.message)}`
       : "BUG";
     counts.set(key, (counts.get(key) ?? 0) + 1);
     if (outcome.kind === "bug") {

@@ -151,6 +151,80 @@ Deno.test(`fuzz: ${CASES} mutated archives all end in success or VmaFormatError 
   );
 });
 
+const COMPRESSED_CASES = Number(Deno.env.get("VMAKIT_FUZZ_COMPRESSED_CASES") ?? 500);
+
+Deno.test(`fuzz: ${COMPRESSED_CASES} mutated zstd/gzip/lzop/deflate streams decode or fail in one line (seed ${SEED})`, async () => {
+  const { lines, hung, stderr, code } = await runFuzzer([
+    "--target",
+    "compress",
+    "--cases",
+    String(COMPRESSED_CASES),
+    "--seed",
+    String(SEED),
+    "--memory-limit",
+    "512",
+    "--jsonl",
+  ]);
+  const cases = lines.filter((l): l is CaseLine => "case" in l);
+  const done = lines.find((l): l is DoneLine => "done" in l);
+  const bugs = cases.filter((c) => c.kind === "bug");
+  const report = bugs.slice(0, 10).map((b) =>
+    `case ${b.case}: ${b.message}\n  base: ${b.base}\n  steps: ${
+      b.steps.join("; ")
+    }\n  chunk: ${b.chunk}\n  reproduce: deno task fuzz --target compress --seed ${b.seed} --case ${b.case}${
+      b.stack ? `\n${b.stack}` : ""
+    }`
+  ).join("\n");
+  assert.equal(hung, undefined, hung);
+  assert.equal(bugs.length, 0, `${bugs.length} cases misbehaved:\n${report}`);
+  assert.equal(code, 0, `the fuzzer exited with ${code}: ${stderr}`);
+  assert.ok(done, "the fuzzer did not finish");
+  assert.equal(cases.length, COMPRESSED_CASES);
+
+  // Every format both decodes and fails, and the framing checks are reached.
+  const seen = new Set<string>();
+  for (const c of cases) {
+    const format = c.base.split(" ")[0].replace("Proxmox", "lzop");
+    seen.add(`${format} ${c.kind}`);
+    if (c.kind === "format") seen.add(c.message!.replace(/0x[0-9a-f]+|\d+/g, "N"));
+  }
+  for (const format of ["zstd", "gzip", "lzop", "deflate", "zlib"]) {
+    assert.ok(seen.has(`${format} ok`), `no ${format} case decoded`);
+    assert.ok(seen.has(`${format} format`), `no ${format} case failed`);
+  }
+  for (
+    const expected of [
+      "zstd decompression failed - the input ends inside a frame: N bytes, the frame at offset N is cut short",
+      "zstd decompression failed - unknown frame magic N at offset N (not zstd data)",
+      "gzip decompression failed - unexpected end of file",
+      "Invalid deflate data: the stream ends early",
+    ]
+  ) {
+    assert.ok(seen.has(expected), `no case ended in "${expected}"`);
+  }
+  assert.ok(
+    [...seen].some((m) =>
+      m.startsWith("lzop decompression failed - Invalid lzop stream: checksum")
+    ),
+    "no lzop checksum mismatch",
+  );
+  const mib = (n: number) => Math.round(n / 2 ** 20);
+  const kinds = new Set(
+    cases.filter((c) => c.kind === "format").map((c) =>
+      c.message!.replace(/0x[0-9a-f]+|\d+/g, "N")
+    ),
+  );
+  console.log(
+    `fuzz (compressed): ${cases.length} cases in ${done.seconds.toFixed(1)} s; peak rss ${
+      mib(done.rssPeak)
+    } MiB (${mib(done.rssPeak - done.rssBase)} MiB over the start); ${
+      cases.filter((c) => c.kind === "ok").length
+    } decoded, ${
+      cases.filter((c) => c.kind === "format").length
+    } clean errors of ${kinds.size} kinds`,
+  );
+});
+
 Deno.test("fuzz: a case is reproduced by its seed and index alone", async () => {
   const bases = await baseArchives();
   for (const index of [0, 17, 2999]) {

@@ -44,20 +44,24 @@ export function nodeTransformToWeb(
   t.on("error", fail);
   track(t);
 
+  // Events already queued when the readable is cancelled must not touch it.
+  let cancelled = false;
   const readable = new ReadableStream<Uint8Array>({
     start(controller) {
       t.on("data", (chunk: Uint8Array) => {
+        if (cancelled) return;
         controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
         if ((controller.desiredSize ?? 0) <= 0) t.pause();
       });
-      t.on("end", () => controller.close());
-      t.on("error", (e: unknown) => controller.error(e));
+      t.on("end", () => cancelled || controller.close());
+      t.on("error", (e: unknown) => cancelled || controller.error(e));
       t.pause();
     },
     pull() {
       t.resume();
     },
     cancel(reason) {
+      cancelled = true;
       fail(reason ?? new TypeError("The stream was cancelled"));
       t.destroy();
     },

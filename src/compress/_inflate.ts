@@ -11,6 +11,19 @@
  * at the end of the final block, writes into a buffer of a fixed size (so a
  * hostile stream cannot allocate more) and tells whether the stream ended.
  *
+ * Why not `npm:fflate` (0.8.3, evaluated 2026-12; `tests/compress/inflate_test.ts`
+ * pins each point, so it fails when fflate gains the capability):
+ * - No bounded output. `inflateSync(data, { out })` keeps decoding past the end
+ *   of `out` (typed-array writes past the end are dropped), returns `out` full
+ *   whether the stream fitted exactly or overflowed, and a stored block that
+ *   does not fit throws the engine's bare `RangeError: offset is out of bounds`.
+ *   The streaming `Inflate` grows its buffer to hold everything one `push`
+ *   yields: a 16 KB bomb becomes one 16 MiB chunk.
+ * - No end of stream and no bytes consumed: the sync API returns only the
+ *   output, and `Inflate`'s `final` flag echoes the caller's, not the stream's.
+ * - `unzlibSync` takes the Adler-32 from the last 4 bytes of the input and never
+ *   checks it: a wrong checksum, or bytes after the stream, pass unnoticed.
+ *
  * @module
  */
 

@@ -61,9 +61,10 @@ const BETWEEN = 4;
  * the structure at fault. Errors are sticky, and cancelling or aborting either side
  * propagates to the other, as with any `TransformStream`.
  *
- * Each written chunk is decoded as soon as it arrives, so the blocks one chunk completes
- * are queued together: write chunks of ordinary size (a file's `readable` does) rather
- * than a whole file at once if memory matters.
+ * Blocks are decoded one at a time as the reader asks for them: however many blocks
+ * one written chunk holds, at most one decoded block waits in the stream, so a small
+ * input that decodes to gigabytes (a block of zeros compresses ~1000:1) needs no more
+ * memory than one block.
  *
  * @example Decompressing a `.vma.lzo` file
  * ```ts ignore
@@ -118,17 +119,65 @@ export class LzopDecompressionStream implements TransformStream<Uint8Array, Uint
    */
   constructor() {
     const decoder = new LzopDecoder();
-    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array<ArrayBuffer>>({
-      transform(chunk, controller) {
-        if (!(chunk instanceof Uint8Array)) {
-          throw new TypeError(
-            `Cannot decompress a chunk of type "${describe(chunk)}": expected a Uint8Array`,
-          );
-        }
-        decoder.push(chunk, (block) => controller.enqueue(block));
+    // A TransformStream would enqueue every block one written chunk completes
+    // at once (a 4 MiB chunk of lzop'd zeros is ~900 MiB of blocks); this pair
+    // hands over one block at a time and waits for the reader to want more.
+    let output!: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>>;
+    let input!: WritableStreamDefaultController;
+    let wake: (() => void) | undefined;
+    /** The reader asked for more since the last block was handed over. */
+    let pulled = false;
+    let cancelled = false;
+    const readable = new ReadableStream<Uint8Array<ArrayBuffer>>({
+      start(controller) {
+        output = controller;
       },
-      flush() {
-        decoder.finish();
+      pull() {
+        pulled = true;
+        wake?.();
+      },
+      cancel(reason) {
+        cancelled = true;
+        input.error(reason);
+        wake?.();
+      },
+    }, { highWaterMark: 0 });
+    const writable = new WritableStream<Uint8Array>({
+      start(controller) {
+        input = controller;
+      },
+      async write(chunk) {
+        try {
+          if (!(chunk instanceof Uint8Array)) {
+            throw new TypeError(
+              `Cannot decompress a chunk of type "${describe(chunk)}": expected a Uint8Array`,
+            );
+          }
+          for (const block of decoder.push(chunk)) {
+            if (cancelled) return;
+            pulled = false;
+            output.enqueue(block);
+            while (!cancelled && !pulled && (output.desiredSize ?? 0) <= 0) {
+              await new Promise<void>((resolve) => (wake = resolve));
+              wake = undefined;
+            }
+          }
+        } catch (e) {
+          output.error(e);
+          throw e;
+        }
+      },
+      close() {
+        try {
+          decoder.finish();
+        } catch (e) {
+          output.error(e);
+          throw e;
+        }
+        output.close();
+      },
+      abort(reason) {
+        if (!cancelled) output.error(reason);
       },
     });
     this.#readable = readable;
@@ -212,7 +261,8 @@ class LzopDecoder {
   #data: Uint8Array<ArrayBuffer> | undefined;
   #dataFilled = 0;
 
-  push(chunk: Uint8Array, emit: (block: Uint8Array<ArrayBuffer>) => void): void {
+  /** Parses `chunk`, yielding each block it completes as soon as it is decoded and checked. */
+  *push(chunk: Uint8Array): Generator<Uint8Array<ArrayBuffer>> {
     let pos = 0;
     const end = chunk.length;
     while (pos < end) {
@@ -252,7 +302,7 @@ class LzopDecoder {
             const data = chunk.subarray(pos, pos + want);
             pos += want;
             this.#offset += want;
-            emit(this.#decodeBlock(data, false));
+            yield this.#decodeBlock(data, false);
           } else {
             this.#data ??= new Uint8Array(want);
             const n = Math.min(want - this.#dataFilled, end - pos);
@@ -264,7 +314,7 @@ class LzopDecoder {
               const data = this.#data;
               this.#data = undefined;
               this.#dataFilled = 0;
-              emit(this.#decodeBlock(data, true));
+              yield this.#decodeBlock(data, true);
             }
           }
           break;

@@ -1,6 +1,7 @@
 /**
  * Opening a disk image of any supported format (raw, qcow2, VMDK), detected by
- * its magic or named by the caller.
+ * its magic or named by the caller; other formats QEMU reads are refused by
+ * name rather than taken for raw disks.
  *
  * @module
  */
@@ -9,6 +10,7 @@ import type { DiskImage, PositionedReader } from "./disk_image.ts";
 import { openQcow2Image, type Qcow2ImageOptions } from "./qcow2_image.ts";
 import { openRawImage } from "./raw_image.ts";
 import { openVmdkImage, type VmdkImageOptions } from "./vmdk_image.ts";
+import { foreignImageFormat, HEAD_SIZE, TAIL_SIZE } from "./_image_signatures.ts";
 
 /** A disk image format this library reads. */
 export type DiskImageFormat = "raw" | "qcow2" | "vmdk";
@@ -24,29 +26,22 @@ export interface OpenDiskImageOptions extends Qcow2ImageOptions, VmdkImageOption
   format?: "auto" | DiskImageFormat;
 }
 
-/** Signatures of formats this library does not read, refused by detection rather than read as raw. */
-const FOREIGN_SIGNATURES: [string, string, number][] = [
-  ["vhdxfile", "VHDX", 0],
-  ["conectix", "VHD (dynamic)", 0],
-  ["<<< Oracle VM VirtualBox Disk Image >>>", "VDI", 0],
-  ["<<< Sun VirtualBox Disk Image >>>", "VDI", 0],
-  ["<<< Sun xVM VirtualBox Disk Image >>>", "VDI", 0],
-  ["<<< innotek VirtualBox Disk Image >>>", "VDI", 0],
-  ["QED\0", "QED", 0],
-  ["LUKS\xba\xbe", "LUKS", 0],
-];
-
 /**
- * Detects a disk image's format from its first bytes: `QFI\xfb` is qcow2,
- * `KDMV`, `COWD` or a text starting with `# Disk DescriptorFile` is VMDK, and
- * anything else is raw.
+ * Detects a disk image's format from its first and last bytes: `QFI\xfb`
+ * (versions 2 and 3) is qcow2; `KDMV`, `COWD` or a text starting with
+ * `# Disk DescriptorFile` is VMDK; anything else is raw.
  *
- * A few formats this library cannot read (VHDX, dynamic VHD, VDI, QED, LUKS)
- * are refused instead of being taken for raw disks.
+ * Every other format QEMU reads is refused by its signature instead of being
+ * taken for a raw disk (which would store the container file, headers and
+ * all): qcow version 1, VDI, VHD (dynamic, differencing and fixed), VHDX, QED,
+ * Parallels, LUKS, Bochs, cloop and DMG.
  *
  * @param reader Positioned reads of the image file.
  * @returns `"qcow2"`, `"vmdk"` or `"raw"`.
- * @throws {TypeError} The file is in a known format that is not supported.
+ * @throws {TypeError} The file is in a known format that is not supported, for
+ * example `Unsupported image format: this is a VDI image; convert it with
+ * "qemu-img convert -O qcow2" (or -O raw) first, or give the format "raw" if it
+ * really is a raw disk`.
  *
  * @example Detecting a qcow2 image by its magic
  * ```ts
@@ -66,18 +61,20 @@ const FOREIGN_SIGNATURES: [string, string, number][] = [
  * ```
  */
 export async function detectImageFormat(reader: PositionedReader): Promise<DiskImageFormat> {
-  const head = await reader.read(0, Math.min(reader.size, 512));
+  const head = await reader.read(0, Math.min(reader.size, HEAD_SIZE));
+  const tail = reader.size >= TAIL_SIZE
+    ? await reader.read(reader.size - TAIL_SIZE, TAIL_SIZE)
+    : new Uint8Array(0);
+  const foreign = foreignImageFormat(head, tail);
+  if (foreign !== undefined) {
+    throw new TypeError(
+      `Unsupported image format: this is a ${foreign} image; convert it with "qemu-img convert -O qcow2" (or -O raw) first, or give the format "raw" if it really is a raw disk`,
+    );
+  }
   const text = new TextDecoder("latin1").decode(head);
   if (text.startsWith("QFI\xfb")) return "qcow2";
   if (text.startsWith("KDMV") || text.startsWith("COWD")) return "vmdk";
   if (text.startsWith("# Disk DescriptorFile")) return "vmdk";
-  for (const [signature, name, at] of FOREIGN_SIGNATURES) {
-    if (text.startsWith(signature, at)) {
-      throw new TypeError(
-        `Unsupported disk image: the ${name} format is not supported (convert it with "qemu-img convert -O qcow2" first)`,
-      );
-    }
-  }
   return "raw";
 }
 

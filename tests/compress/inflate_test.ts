@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { constants, deflateRawSync, deflateSync } from "node:zlib";
 import { inflateRaw, inflateZlib } from "../../src/compress/_inflate.ts";
+import * as fflate from "fflate";
 import { knownData } from "../_disk_image_helpers.ts";
 
 const inputs = [
@@ -81,5 +82,59 @@ Deno.test("inflateZlib checks the header and the Adler-32 checksum", () => {
   assert.throws(() => inflateZlib(deflateRawSync(data), out), {
     name: "SyntaxError",
     message: "Invalid zlib data: bad header",
+  });
+});
+
+// Why src/compress/_inflate.ts does not use npm:fflate (see its module doc).
+// Each test shows a capability fflate lacks; it fails once fflate gains it, and
+// then the hand-written decoder should be replaced.
+
+Deno.test("fflate inflateSync cannot tell an output that overflowed from one that fitted", () => {
+  const data = knownData(100000, 6);
+  const overflowed = fflate.inflateSync(deflateRawSync(data), { out: new Uint8Array(99999) });
+  const fitted = fflate.inflateSync(deflateRawSync(data.subarray(0, 99999)), {
+    out: new Uint8Array(99999),
+  });
+  // Both come back as 99999 bytes, no error, no flag: the caller cannot know.
+  assert.equal(overflowed.length, 99999);
+  assert.equal(fitted.length, 99999);
+  assert.deepEqual(overflowed, fitted);
+  // Ours says so.
+  assert.equal(inflateRaw(deflateRawSync(data), new Uint8Array(99999)).overflow, true);
+});
+
+Deno.test("fflate inflateSync fails a stored block past its output with a bare engine error", () => {
+  const stored = deflateRawSync(knownData(100000, 7), { level: 0 });
+  assert.throws(() => fflate.inflateSync(stored, { out: new Uint8Array(99999) }), {
+    name: "RangeError",
+    message: "offset is out of bounds",
+  });
+  const result = inflateRaw(stored, new Uint8Array(99999));
+  assert.equal(result.overflow, true);
+  assert.equal(result.written, 99999);
+});
+
+Deno.test("fflate Inflate yields a whole bomb as one chunk and does not see the stream end", () => {
+  const bomb = deflateRawSync(new Uint8Array(16 << 20));
+  assert.ok(bomb.length < 32768);
+  const chunks: [number, boolean][] = [];
+  const inflater = new fflate.Inflate((chunk, final) => chunks.push([chunk.length, final]));
+  inflater.push(bomb, false);
+  // The complete stream went in; out came 16 MiB at once, not marked final.
+  assert.deepEqual(chunks, [[16 << 20, false]]);
+  // Ours writes only into the buffer it is given and reports what it consumed.
+  const result = inflateRaw(bomb, new Uint8Array(65536));
+  assert.equal(result.overflow, true);
+  assert.equal(result.written, 65536);
+});
+
+Deno.test("fflate unzlibSync does not check the Adler-32 checksum", () => {
+  const data = knownData(70000, 8);
+  const bad = deflateSync(data);
+  bad[bad.length - 1] ^= 1;
+  assert.deepEqual(fflate.unzlibSync(bad), data);
+  assert.throws(() => inflateZlib(bad, new Uint8Array(70000)), {
+    name: "SyntaxError",
+    message: "Invalid zlib data: Adler-32 checksum mismatch",
   });
 });

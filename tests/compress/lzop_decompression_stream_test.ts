@@ -844,3 +844,35 @@ Deno.test({
     );
   },
 });
+
+Deno.test("LzopDecompressionStream hands over one block at a time, however many one chunk holds", async () => {
+  const data = random(20 * BLOCK, 14);
+  const blocks: Uint8Array[] = [];
+  for (let i = 0; i < data.length; i += BLOCK) {
+    blocks.push(block({ data: data.subarray(i, i + BLOCK), flags: OS_UNIX }));
+  }
+  const decoder = new LzopDecompressionStream();
+  const writer = decoder.writable.getWriter();
+  const reader = decoder.readable.getReader();
+  let written = false;
+  const write = writer.write(concat(header({ flags: OS_UNIX }), ...blocks, END)).then(() => {
+    written = true;
+  });
+  const ticks = async () => {
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+  };
+  for (let i = 0; i < 19; i++) {
+    const r = await reader.read();
+    assert.deepEqual(r.value, data.subarray(i * BLOCK, (i + 1) * BLOCK));
+    await ticks();
+    // The chunk is not taken until its last block is: the other blocks are not decoded yet.
+    assert.equal(written, false, `after block ${i}`);
+  }
+  assert.equal((await reader.read()).value?.length, BLOCK);
+  // Asking for more lets the decoder finish the chunk (the end marker).
+  const end = reader.read();
+  await write;
+  assert.equal(written, true);
+  await writer.close();
+  assert.equal((await end).done, true);
+});

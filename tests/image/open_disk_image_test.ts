@@ -11,6 +11,7 @@ import {
   rejectsWith,
   run,
 } from "../_disk_image_helpers.ts";
+import { vma } from "../_cli_run.ts";
 
 const ignore = qemuMissing !== undefined;
 
@@ -47,20 +48,99 @@ Deno.test("detectImageFormat tells qcow2, VMDK and raw apart by their first byte
   }
 });
 
-Deno.test("detectImageFormat refuses formats it would otherwise take for raw disks", async () => {
-  for (
-    const [bytes, name] of [
-      [latin1("vhdxfile\0\0\0\0"), "VHDX"],
-      [latin1("conectix\0\0\0\x02"), "VHD (dynamic)"],
-      [latin1("<<< Oracle VM VirtualBox Disk Image >>>\n"), "VDI"],
-      [latin1("QED\0\0\0\x01\0"), "QED"],
-    ] as const
-  ) {
+/** The message detection refuses a foreign `format` with. */
+const refusal = (format: string) =>
+  `Unsupported image format: this is a ${format} image; convert it with "qemu-img convert -O qcow2" (or -O raw) first, or give the format "raw" if it really is a raw disk`;
+
+/** `data` with `header` written over its start. */
+function withHead(data: Uint8Array, header: Uint8Array): Uint8Array {
+  const bytes = data.slice();
+  bytes.set(header);
+  return bytes;
+}
+
+/** A VHD footer whose checksum is right (or off by one). */
+function vhdFooter(validChecksum = true): Uint8Array {
+  const footer = new Uint8Array(512);
+  footer.set(latin1("conectix\0\0\0\x02\0\x01\0\0\xff\xff\xff\xff\xff\xff\xff\xff"));
+  footer.set(latin1("\0\0\0\x02"), 60); // disk type: fixed
+  let sum = 0;
+  for (const b of footer) sum += b;
+  new DataView(footer.buffer).setUint32(64, (~sum + (validChecksum ? 0 : 1)) >>> 0);
+  return footer;
+}
+
+/** A UDIF trailer: "koly", version 4, header size 512. */
+function kolyTrailer(version = 4): Uint8Array {
+  const trailer = new Uint8Array(512);
+  trailer.set(latin1("koly"));
+  new DataView(trailer.buffer).setUint32(4, version);
+  new DataView(trailer.buffer).setUint32(8, 512);
+  return trailer;
+}
+
+/** Formats qemu-img cannot write, crafted from their documented headers over known data. */
+function craftedForeignImages(): [string, Uint8Array][] {
+  const data = knownData(65536, 11);
+  const bochs = new Uint8Array(512);
+  bochs.set(latin1("Bochs Virtual HD Image\0"));
+  bochs.set(latin1("Redolog\0"), 32);
+  bochs.set(latin1("Growing\0"), 48);
+  new DataView(bochs.buffer).setUint32(64, 0x00020000, true);
+  const cloop = latin1(
+    "#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n",
+  );
+  const dmg = new Uint8Array(data.length + 512);
+  dmg.set(data);
+  dmg.set(kolyTrailer(), data.length);
+  const fixedVhd = new Uint8Array(data.length + 512);
+  fixedVhd.set(data);
+  fixedVhd.set(vhdFooter(), data.length);
+  const vdi = new Uint8Array(512);
+  vdi.set(latin1("<<< Oracle VM VirtualBox Disk Image >>>\n"));
+  vdi.set([0x7f, 0x10, 0xda, 0xbe, 0x01, 0x00, 0x01, 0x00], 0x40);
+  return [
+    ["Bochs", withHead(data, bochs)],
+    ["cloop", withHead(data, cloop)],
+    ["DMG", dmg],
+    ["VHD (fixed)", fixedVhd],
+    ["VHD", withHead(data, latin1("conectix\0\0\0\x02"))],
+    ["VHDX", withHead(data, latin1("vhdxfile"))],
+    ["VDI", withHead(data, vdi)],
+    ["QED", withHead(data, latin1("QED\0\x00\x00\x01\x00"))],
+    ["Parallels", withHead(data, latin1("WithoutFreeSpace\x02\0\0\0"))],
+    ["Parallels", withHead(data, latin1("WithouFreSpacExt\x02\0\0\0"))],
+    ["LUKS", withHead(data, latin1("LUKS\xba\xbe\0\x02"))],
+    ["qcow (version 1)", withHead(data, latin1("QFI\xfb\0\0\0\x01"))],
+  ];
+}
+
+Deno.test("detectImageFormat refuses by name every format it would otherwise take for a raw disk", async () => {
+  for (const [format, bytes] of craftedForeignImages()) {
+    await rejectsWith(detectImageFormat(memoryReader(bytes)), TypeError, refusal(format));
     await rejectsWith(
-      detectImageFormat(memoryReader(bytes)),
+      openDiskImage(memoryReader(bytes), { format: "auto" }),
       TypeError,
-      `Unsupported disk image: the ${name} format is not supported (convert it with "qemu-img convert -O qcow2" first)`,
+      refusal(format),
     );
+    // An explicit "raw" is the caller's choice: the container is read as it is.
+    const raw = await openDiskImage(memoryReader(bytes), { format: "raw" });
+    assert.equal(raw.format, "raw");
+    assert.equal(raw.size, bytes.length);
+  }
+});
+
+Deno.test("detectImageFormat takes near-misses of trailer signatures for raw disks", async () => {
+  const data = knownData(65536, 12);
+  for (const trailer of [vhdFooter(false), kolyTrailer(5)]) {
+    const bytes = new Uint8Array(data.length + 512);
+    bytes.set(data);
+    bytes.set(trailer, data.length);
+    assert.equal(await detectImageFormat(memoryReader(bytes)), "raw");
+  }
+  // Small files: a signature cut short is no signature.
+  for (const text of ["connecti", "conecti", "WithoutFreeSpac", "LUKS\xba", "vhdxfil"]) {
+    assert.equal(await detectImageFormat(memoryReader(latin1(text))), "raw", text);
   }
 });
 
@@ -155,6 +235,60 @@ Deno.test({
         assert.equal(await detectImageFormat(reader), format);
         await reader.close();
         await checkAgainstQemu(path, dir, format);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "detectImageFormat and vma create -d format=auto: refuse every foreign format by name",
+  ignore,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "vmakit-foreign-" });
+    try {
+      const raw = join(dir, "disk.raw");
+      await Deno.writeFile(raw, knownData(1024 * 1024, 13));
+      const made: [string, string][] = [];
+      const convert = async (file: string, format: string, ...args: string[]) => {
+        await run("qemu-img", "convert", ...args, "-f", "raw", raw, join(dir, file));
+        made.push([file, format]);
+      };
+      await convert("disk.vdi", "VDI", "-O", "vdi");
+      await convert("disk.vhd", "VHD", "-O", "vpc");
+      await convert("fixed.vhd", "VHD (fixed)", "-O", "vpc", "-o", "subformat=fixed");
+      await convert("disk.vhdx", "VHDX", "-O", "vhdx");
+      await convert("disk.qed", "QED", "-O", "qed");
+      await convert("disk.hdd", "Parallels", "-O", "parallels");
+      await convert("disk.qcow", "qcow (version 1)", "-O", "qcow");
+      await convert(
+        "disk.luks",
+        "LUKS",
+        "--object",
+        "secret,id=sec0,data=vmakit",
+        "-O",
+        "luks",
+        "-o",
+        "key-secret=sec0",
+      );
+      for (const [format, bytes] of craftedForeignImages()) {
+        const file = `crafted-${made.length}.img`;
+        await Deno.writeFile(join(dir, file), bytes);
+        made.push([file, format]);
+      }
+      const inputs = new Set(await Array.fromAsync(Deno.readDir(dir), (e) => e.name));
+      for (const [file, format] of made) {
+        const reader = await openFileReader(join(dir, file));
+        await rejectsWith(detectImageFormat(reader), TypeError, refusal(format));
+        await reader.close();
+        const r = await vma(["create", "out.vma", "-d", `format=auto:drive-scsi0=${file}`], {
+          cwd: dir,
+        });
+        assert.equal(r.code, 1, file);
+        assert.equal(r.stderr, `vma: bdrv_open '${file}' failed - ${refusal(format)}\n`);
+        const left = new Set(await Array.fromAsync(Deno.readDir(dir), (e) => e.name));
+        assert.deepEqual(left, inputs, `files left behind by ${file}`);
       }
     } finally {
       await Deno.remove(dir, { recursive: true });
