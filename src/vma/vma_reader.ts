@@ -1,41 +1,38 @@
+/**
+ * The VMA reader: {@linkcode VmaReader} reads an archive stream without
+ * seeking, first the header, then the extents and their clusters, and checks
+ * everything Proxmox's reader checks, and more.
+ *
+ * How it is built: `ByteSource` (`_byte_source.ts`) reads exact byte counts
+ * from the stream; `readHeader` (`_header_reader.ts`) reads and checks the
+ * header in steps (bytes and MD5, blob walk, devices, configs); `readExtent`
+ * below checks one extent and its blockinfo slots, and `DataState` keeps the
+ * clusters seen per device (a `ClusterSet`, `_cluster_set.ts`) for the
+ * duplicate and completeness checks.
+ *
+ * @module
+ */
 import {
   BLOCK_SIZE,
   BLOCKS_PER_CLUSTER,
   bytesEqual,
   CLUSTER_SIZE,
   clusterCount,
-  DEV_INFO_SIZE,
   EXT_OFF_BLOCK_COUNT,
   EXT_OFF_BLOCKINFO,
   EXT_OFF_MD5,
   EXT_OFF_UUID,
   EXTENT_HEADER_SIZE,
   EXTENT_MAGIC,
-  HEADER_FIXED_SIZE,
-  HEADER_MAGIC,
-  MAX_CONFIGS,
-  MAX_DEVICES,
   MAX_EXTENT_SIZE,
   md5WithHole,
-  OFF_BLOB_OFFSET,
-  OFF_BLOB_SIZE,
-  OFF_CONFIG_DATA,
-  OFF_CONFIG_NAMES,
-  OFF_CTIME,
-  OFF_DEV_INFO,
-  OFF_HEADER_SIZE,
-  OFF_MD5,
-  OFF_UUID,
-  OFF_VERSION,
   popcount16,
   SLOTS_PER_EXTENT,
-  unsafeNameReason,
-  uuidToString,
-  VMSTATE_NAME,
 } from "./_layout.ts";
+import { ByteSource } from "./_byte_source.ts";
 import { ClusterSet } from "./_cluster_set.ts";
+import { type ParsedHeader, readHeader } from "./_header_reader.ts";
 import { VmaFormatError } from "./vma_format_error.ts";
-
 /** A config file stored in a VMA archive. */
 export interface VmaConfig {
   /** The file name, such as `qemu-server.conf`. */
@@ -103,11 +100,6 @@ export interface VmaExtent {
   /** The clusters it holds, in stream order. */
   readonly clusters: readonly VmaCluster[];
 }
-
-const decoder = new TextDecoder();
-const EMPTY = new Uint8Array(0);
-/** Largest header the reader accepts (the reference writer stops at 512 KiB). */
-const MAX_READ_HEADER = 64 * 1024 * 1024;
 
 /**
  * Reads a VMA archive from a stream, without seeking: first the header, then
@@ -219,277 +211,6 @@ export class VmaReader {
    */
   cancel(reason?: unknown): Promise<void> {
     return this.#source.cancel(reason);
-  }
-}
-
-/**
- * Reads exact byte counts from a stream. From a byte stream it reads straight
- * into a buffer of the wanted size (BYOB: no copy); from another stream it
- * hands out subarrays of its chunks and copies only what straddles chunks.
- */
-class ByteSource {
-  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  #byob: ReadableStreamBYOBReader | undefined;
-  #chunks: Uint8Array[] = [];
-  #head = 0; // index of the first unread chunk (Array#shift is O(n): tiny chunks went quadratic)
-  #buffered = 0;
-  #eof = false;
-  #released = false;
-  position = 0;
-
-  constructor(readable: ReadableStream<Uint8Array>) {
-    if (!(readable instanceof ReadableStream)) {
-      throw new TypeError("Cannot read the archive: it must be a ReadableStream");
-    }
-    try {
-      this.#byob = readable.getReader({ mode: "byob" });
-    } catch {
-      this.#reader = readable.getReader();
-    }
-  }
-
-  /**
-   * Reads `n` bytes, or fewer at the end of the stream; into `scratch.buffer`
-   * when given and large enough (it is replaced by the same memory after a
-   * BYOB read transfers it).
-   */
-  async read(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
-    if (this.#byob !== undefined) {
-      if (n <= MAX_EXTENT_SIZE) return await this.#readByob(n, scratch);
-      // Larger reads (only a header can be that big) go in pieces, so a
-      // short hostile stream does not make us allocate what it claims.
-      const parts: Uint8Array[] = [];
-      let got = 0;
-      while (got < n) {
-        const part = await this.#readByob(Math.min(MAX_EXTENT_SIZE, n - got));
-        parts.push(part);
-        got += part.length;
-        if (part.length === 0 || this.#eof) break;
-      }
-      const out = new Uint8Array(got);
-      let at = 0;
-      for (const part of parts) {
-        out.set(part, at);
-        at += part.length;
-      }
-      return out;
-    }
-    while (this.#buffered < n && !this.#eof) {
-      const { done, value } = await this.#reader!.read();
-      if (done) {
-        this.#eof = true;
-        break;
-      }
-      if (!(value instanceof Uint8Array)) {
-        throw new TypeError(
-          "Cannot read the archive: the stream gave a chunk that is not a Uint8Array",
-        );
-      }
-      if (value.length === 0) continue;
-      this.#chunks.push(value);
-      this.#buffered += value.length;
-    }
-    return this.#take(Math.min(n, this.#buffered), scratch);
-  }
-
-  async #readByob(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
-    const reuse = scratch !== undefined && scratch.buffer.byteLength >= n;
-    let buffer = reuse ? scratch.buffer : new ArrayBuffer(n);
-    let filled = 0;
-    while (filled < n && !this.#eof) {
-      const { done, value } = await this.#byob!.read(new Uint8Array(buffer, filled, n - filled));
-      if (value !== undefined) {
-        buffer = value.buffer as ArrayBuffer; // the view's buffer was transferred
-        filled += value.byteLength;
-      }
-      if (done) this.#eof = true;
-    }
-    if (reuse) scratch.buffer = buffer;
-    this.position += filled;
-    return new Uint8Array(buffer, 0, filled);
-  }
-
-  #take(n: number, scratch?: { buffer: ArrayBuffer }): Uint8Array {
-    this.position += n;
-    this.#buffered -= n;
-    const first = this.#chunks[this.#head];
-    if (first !== undefined && first.length >= n) {
-      if (first.length === n) this.#dropFirst();
-      else this.#chunks[this.#head] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = scratch !== undefined && scratch.buffer.byteLength >= n
-      ? new Uint8Array(scratch.buffer, 0, n)
-      : new Uint8Array(n);
-    let at = 0;
-    while (at < n) {
-      const chunk = this.#chunks[this.#head];
-      const k = Math.min(chunk.length, n - at);
-      out.set(chunk.subarray(0, k), at);
-      at += k;
-      if (k === chunk.length) this.#dropFirst();
-      else this.#chunks[this.#head] = chunk.subarray(k);
-    }
-    return out;
-  }
-
-  #dropFirst(): void {
-    this.#chunks[this.#head++] = EMPTY; // let it be collected
-    if (this.#head === this.#chunks.length) {
-      this.#chunks = [];
-      this.#head = 0;
-    } else if (this.#head >= 1024 && this.#head * 2 >= this.#chunks.length) {
-      this.#chunks = this.#chunks.slice(this.#head);
-      this.#head = 0;
-    }
-  }
-
-  async release(): Promise<void> {
-    if (this.#released) return;
-    this.#released = true;
-    const reader = this.#byob ?? this.#reader!;
-    if (!this.#eof) await reader.cancel().catch(() => {});
-    reader.releaseLock();
-  }
-
-  async cancel(reason?: unknown): Promise<void> {
-    if (this.#released) return;
-    this.#released = true;
-    const reader = this.#byob ?? this.#reader!;
-    await reader.cancel(reason);
-    reader.releaseLock();
-  }
-}
-
-interface ParsedHeader {
-  header: VmaHeader;
-  uuid: Uint8Array;
-  devices: (VmaDevice | undefined)[]; // by id
-}
-
-async function readHeader(source: ByteSource): Promise<ParsedHeader> {
-  const fixed = await source.read(HEADER_FIXED_SIZE);
-  if (fixed.length < HEADER_FIXED_SIZE) {
-    throw new VmaFormatError("can't read vma header - got EOF", fixed.length);
-  }
-  if (!bytesEqual(fixed.subarray(0, 4), HEADER_MAGIC)) {
-    throw new VmaFormatError("not a vma file - wrong magic number", 0);
-  }
-  const fixedView = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
-  const headerSize = fixedView.getUint32(OFF_HEADER_SIZE);
-  if ((headerSize | 0) - HEADER_FIXED_SIZE <= 0 || headerSize > MAX_READ_HEADER) {
-    throw new VmaFormatError(`wrong vma header size ${headerSize | 0}`, OFF_HEADER_SIZE);
-  }
-  const rest = await source.read(headerSize - HEADER_FIXED_SIZE);
-  if (rest.length < headerSize - HEADER_FIXED_SIZE) {
-    throw new VmaFormatError(
-      "can't read vma header data - got EOF",
-      HEADER_FIXED_SIZE + rest.length,
-    );
-  }
-  const head = new Uint8Array(headerSize);
-  head.set(fixed, 0);
-  head.set(rest, HEADER_FIXED_SIZE);
-  const view = new DataView(head.buffer);
-  if (!bytesEqual(md5WithHole(head, OFF_MD5), head.subarray(OFF_MD5, OFF_MD5 + 16))) {
-    throw new VmaFormatError("wrong vma header chechsum", OFF_MD5);
-  }
-  const version = view.getUint32(OFF_VERSION);
-  if (version !== 1) throw new VmaFormatError(`wrong vma version ${version | 0}`, OFF_VERSION);
-  const blobOffset = view.getUint32(OFF_BLOB_OFFSET);
-  const blobSize = view.getUint32(OFF_BLOB_SIZE);
-  if (((blobOffset + 1) >>> 0) <= HEADER_FIXED_SIZE) {
-    throw new VmaFormatError(`wrong vma blob buffer offset ${blobOffset | 0}`, OFF_BLOB_OFFSET);
-  }
-  const blobEnd = (blobOffset + blobSize) >>> 0;
-  if (blobEnd > headerSize) {
-    throw new VmaFormatError(
-      `wrong vma blob buffer size ${blobOffset | 0}/${blobSize | 0}`,
-      OFF_BLOB_SIZE,
-    );
-  }
-  // Walk the blobs as the reference reader does: only positions reached are valid.
-  const blobs = new Map<number, Uint8Array>();
-  for (let at = blobOffset + 1; at + 2 <= blobEnd;) {
-    const len = head[at] | (head[at + 1] << 8);
-    if (at + 2 + len <= blobEnd) blobs.set(at - blobOffset, head.subarray(at + 2, at + 2 + len));
-    at += 2 + len;
-  }
-  const string = (ptr: number): string | undefined => {
-    const blob = blobs.get(ptr);
-    if (blob === undefined || blob.length === 0 || blob[blob.length - 1] !== 0) return undefined;
-    const body = blob.subarray(0, blob.length - 1);
-    if (body.includes(0)) return undefined;
-    return decoder.decode(body);
-  };
-
-  const devices: (VmaDevice | undefined)[] = [];
-  const deviceNames = new Set<string>();
-  for (let id = 1; id < 256; id++) {
-    const at = OFF_DEV_INFO + DEV_INFO_SIZE * id;
-    const namePtr = view.getUint32(at);
-    const size = view.getBigUint64(at + 8);
-    if (size === 0n) continue;
-    const name = string(namePtr);
-    if (name === undefined) {
-      if (namePtr === 0) continue; // no name: the reference ignores the slot too
-      throw new VmaFormatError(`vma contains an invalid device name pointer for dev_id ${id}`, at);
-    }
-    if (id > MAX_DEVICES) {
-      throw new VmaFormatError(`vma contains a device with dev_id ${id}, past ${MAX_DEVICES}`, at);
-    }
-    if (size > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new VmaFormatError(`vma device "${name}" has an unsupported size ${size}`, at + 8);
-    }
-    checkSafeName("device", name, at);
-    if (deviceNames.has(name)) {
-      throw new VmaFormatError(`vma contains device name "${name}" twice`, at);
-    }
-    deviceNames.add(name);
-    devices[id] = { id, name, size: Number(size), vmstate: name === VMSTATE_NAME };
-  }
-  const configs: VmaConfig[] = [];
-  const configNames = new Set<string>();
-  for (let i = 0; i < MAX_CONFIGS; i++) {
-    const namePtr = view.getUint32(OFF_CONFIG_NAMES + 4 * i);
-    const dataPtr = view.getUint32(OFF_CONFIG_DATA + 4 * i);
-    if (namePtr === 0 || dataPtr === 0) continue;
-    const name = string(namePtr);
-    const data = blobs.get(dataPtr);
-    if (name === undefined || data === undefined) {
-      throw new VmaFormatError("vma contains invalid data pointers", OFF_CONFIG_NAMES + 4 * i);
-    }
-    checkSafeName("config", name, OFF_CONFIG_NAMES + 4 * i);
-    if (configNames.has(name)) {
-      throw new VmaFormatError(
-        `vma contains config name "${name}" twice`,
-        OFF_CONFIG_NAMES + 4 * i,
-      );
-    }
-    configNames.add(name);
-    configs.push({ name, data: data.slice() });
-  }
-  const ctime = view.getBigInt64(OFF_CTIME);
-  return {
-    header: {
-      uuid: uuidToString(head.subarray(OFF_UUID, OFF_UUID + 16)),
-      ctime: new Date(Number(ctime) * 1000),
-      headerSize,
-      configs,
-      devices: devices.filter((d): d is VmaDevice => d !== undefined),
-    },
-    uuid: head.slice(OFF_UUID, OFF_UUID + 16),
-    devices,
-  };
-}
-
-function checkSafeName(kind: string, name: string, offset: number): void {
-  const reason = unsafeNameReason(name);
-  if (reason !== undefined) {
-    throw new VmaFormatError(
-      `vma contains ${kind} name ${JSON.stringify(name)}, unsafe as a file name: ${reason}`,
-      offset,
-    );
   }
 }
 
