@@ -56,7 +56,7 @@ export class ExtentBuilder {
   /**
    * Fills the next slot with cluster `cluster` of device `deviceId` and
    * copies the blocks `mask` marks from `data[start .. start+length)`; a block
-   * cut short by `length` is zero-filled. Returns the valid bytes stored.
+   * cut short by `length` is zero-filled.
    */
   add(
     deviceId: number,
@@ -65,15 +65,14 @@ export class ExtentBuilder {
     data: Uint8Array | undefined,
     start: number,
     length: number,
-  ): number {
+  ): void {
     const slot = EXT_OFF_BLOCKINFO + 8 * this.#slots;
     this.#headView.setUint16(slot, mask);
     this.#head[slot + 2] = 0;
     this.#head[slot + 3] = deviceId;
     this.#headView.setUint32(slot + 4, cluster);
     this.#slots++;
-    if (mask === 0) return 0;
-    let stored = 0;
+    if (mask === 0) return;
     const ext = this.#data ??= this.#newBuffer();
     for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
       if ((mask & (1 << j)) === 0) continue;
@@ -87,10 +86,8 @@ export class ExtentBuilder {
       // A block cut by the device end is zero-filled (the buffer may be reused).
       if (to - from < runBytes) ext.fill(0, this.#dataEnd + (to - from), this.#dataEnd + runBytes);
       this.#dataEnd += runBytes;
-      stored += to - from;
       j = k;
     }
-    return stored;
   }
 
   /** Completes the extent (even an empty one) and emits it. */

@@ -11,6 +11,7 @@ import {
   MAX_CONFIGS,
   MAX_DEVICES,
   MAX_HEADER_SIZE,
+  popcount16,
   uuidToString,
   VMSTATE_NAME,
 } from "./_layout.ts";
@@ -283,9 +284,10 @@ export class Archive {
         ? (1 << Math.ceil(length / BLOCK_SIZE)) - 1
         : nonZeroMask(data, start, length);
     }
-    const stored = this.#extent.add(device.id, cluster, mask, data, start, length);
+    this.#extent.add(device.id, cluster, mask, data, start, length);
     this.#bytes += length;
-    this.#zeroBytes += length - stored;
+    // As Proxmox's writer counts zeros: every block not stored, padding past the end included.
+    this.#zeroBytes += CLUSTER_SIZE - popcount16(mask) * BLOCK_SIZE;
     device.bytes += length;
     if (this.#extent.full) this.#finishExtent();
   }

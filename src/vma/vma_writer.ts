@@ -46,7 +46,13 @@ export interface VmaWriterOptions {
 export interface VmaWriterStats {
   /** Device bytes recorded so far (zero clusters included). */
   readonly bytes: number;
-  /** Of `bytes`, those in all-zero 4 KiB blocks, which the archive leaves out. */
+  /**
+   * Bytes of the 4 KiB blocks the archive leaves out, counted as Proxmox's
+   * `vma create -v` counts `zeros=`: 65,536 minus 4,096 per stored block, for
+   * every cluster recorded. The blocks past the end of a device's partial last
+   * cluster count too, so this can exceed `bytes`: a 143,872-byte device of
+   * random data (3 clusters, 4 blocks stored in the last) counts 49,152.
+   */
   readonly zeroBytes: number;
   /** Archive bytes handed to `readable` so far. */
   readonly archiveBytes: number;
