@@ -2,11 +2,16 @@
 import { MAX_EXTENT_SIZE } from "./_layout.ts";
 
 const EMPTY = new Uint8Array(0);
+/** Size of the read-ahead window (byte streams, once `readAhead` is set). */
+const AHEAD = 256 * 1024;
 
 /**
  * Reads exact byte counts from a stream. From a byte stream it reads straight
  * into a buffer of the wanted size (BYOB: no copy); from another stream it
  * hands out subarrays of its chunks and copies only what straddles chunks.
+ * With `readAhead` set (the extents, after the header), a byte stream is read
+ * in windows of 256 KiB, so small reads (512-byte extents without data) are
+ * not one stream read each; large reads still go straight to their buffer.
  */
 export class ByteSource {
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
@@ -16,7 +21,14 @@ export class ByteSource {
   #buffered = 0;
   #eof = false;
   #released = false;
+  /** The read-ahead window: bytes `#winStart .. #winEnd` of `#win` are unread. */
+  #win: ArrayBuffer | undefined;
+  #winStart = 0;
+  #winEnd = 0;
+  /** Bytes consumed so far. */
   position = 0;
+  /** Read byte streams ahead in windows (set once the header is read). */
+  readAhead = false;
 
   constructor(readable: ReadableStream<Uint8Array>) {
     if (!(readable instanceof ReadableStream)) {
@@ -36,6 +48,9 @@ export class ByteSource {
    */
   async read(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
     if (this.#byob !== undefined) {
+      if (this.readAhead || this.#winEnd > this.#winStart) {
+        if (n <= MAX_EXTENT_SIZE) return await this.#readAhead(n, scratch);
+      }
       if (n <= MAX_EXTENT_SIZE) return await this.#readByob(n, scratch);
       // Larger reads (only a header can be that big) go in pieces, so a
       // short hostile stream does not make us allocate what it claims.
@@ -75,19 +90,76 @@ export class ByteSource {
 
   async #readByob(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
     const reuse = scratch !== undefined && scratch.buffer.byteLength >= n;
-    let buffer = reuse ? scratch.buffer : new ArrayBuffer(n);
-    let filled = 0;
-    while (filled < n && !this.#eof) {
-      const { done, value } = await this.#byob!.read(new Uint8Array(buffer, filled, n - filled));
+    const { buffer, filled } = await this.#byobInto(
+      reuse ? scratch.buffer : new ArrayBuffer(n),
+      0,
+      n,
+    );
+    if (reuse) scratch.buffer = buffer;
+    this.position += filled;
+    return new Uint8Array(buffer, 0, filled);
+  }
+
+  /** Reads bytes `from .. to` of `buffer` (or up to the end of the stream); returns its new self. */
+  async #byobInto(
+    buffer: ArrayBuffer,
+    from: number,
+    to: number,
+  ): Promise<{ buffer: ArrayBuffer; filled: number }> {
+    let filled = from;
+    while (filled < to && !this.#eof) {
+      const { done, value } = await this.#byob!.read(new Uint8Array(buffer, filled, to - filled));
       if (value !== undefined) {
         buffer = value.buffer as ArrayBuffer; // the view's buffer was transferred
         filled += value.byteLength;
       }
       if (done) this.#eof = true;
     }
+    return { buffer, filled };
+  }
+
+  /** `#readByob` through the read-ahead window. */
+  async #readAhead(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
+    const reuse = scratch !== undefined && scratch.buffer.byteLength >= n;
+    let buffer = reuse ? scratch.buffer : new ArrayBuffer(n);
+    let filled = 0;
+    for (;;) {
+      const k = Math.min(n - filled, this.#winEnd - this.#winStart);
+      if (k > 0) {
+        new Uint8Array(buffer, filled, k).set(new Uint8Array(this.#win!, this.#winStart, k));
+        this.#winStart += k;
+        filled += k;
+      }
+      if (filled === n || this.#eof) break;
+      if (n - filled >= AHEAD / 2) {
+        // The rest is large: read it straight into place.
+        ({ buffer, filled } = await this.#byobInto(buffer, filled, n));
+        break;
+      }
+      await this.#fillWindow();
+    }
     if (reuse) scratch.buffer = buffer;
     this.position += filled;
     return new Uint8Array(buffer, 0, filled);
+  }
+
+  /** Reads more of the stream into the window (one read). */
+  async #fillWindow(): Promise<void> {
+    let win = this.#win ?? new ArrayBuffer(AHEAD);
+    if (this.#winStart > 0) {
+      new Uint8Array(win).copyWithin(0, this.#winStart, this.#winEnd);
+      this.#winEnd -= this.#winStart;
+      this.#winStart = 0;
+    }
+    const { done, value } = await this.#byob!.read(
+      new Uint8Array(win, this.#winEnd, AHEAD - this.#winEnd),
+    );
+    if (value !== undefined) {
+      win = value.buffer as ArrayBuffer;
+      this.#winEnd += value.byteLength;
+    }
+    this.#win = win;
+    if (done) this.#eof = true;
   }
 
   #take(n: number, scratch?: { buffer: ArrayBuffer }): Uint8Array {

@@ -11,9 +11,9 @@ import {
   EXTENT_HEADER_SIZE,
   EXTENT_MAGIC,
   MAX_EXTENT_SIZE,
-  md5WithHole,
   SLOTS_PER_EXTENT,
 } from "./_layout.ts";
+import { extentMd5 } from "./_extent_md5.ts";
 
 /** Extent buffers kept for reuse (see `VmaWriter.recycle`). */
 const POOL_SIZE = 4;
@@ -98,7 +98,7 @@ export class ExtentBuilder {
     view.setUint16(4, 0);
     view.setUint16(EXT_OFF_BLOCK_COUNT, (this.#dataEnd - EXTENT_HEADER_SIZE) / BLOCK_SIZE);
     head.set(this.#uuid, EXT_OFF_UUID);
-    head.set(md5WithHole(head, EXT_OFF_MD5), EXT_OFF_MD5);
+    head.set(extentMd5(head), EXT_OFF_MD5);
     if (this.#data !== undefined) {
       const chunk = this.#data.subarray(0, this.#dataEnd);
       chunk.set(head, 0);

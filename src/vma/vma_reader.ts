@@ -20,19 +20,20 @@ import {
   clusterCount,
   EXT_OFF_BLOCK_COUNT,
   EXT_OFF_BLOCKINFO,
-  EXT_OFF_MD5,
   EXT_OFF_UUID,
   EXTENT_HEADER_SIZE,
   EXTENT_MAGIC,
   MAX_EXTENT_SIZE,
-  md5WithHole,
   popcount16,
   SLOTS_PER_EXTENT,
 } from "./_layout.ts";
 import { ByteSource } from "./_byte_source.ts";
 import { ClusterSet } from "./_cluster_set.ts";
 import { type ParsedHeader, readHeader } from "./_header_reader.ts";
+import { extentMd5Matches } from "./_extent_md5.ts";
 import { VmaFormatError } from "./vma_format_error.ts";
+
+const EMPTY = new Uint8Array(0);
 /** A config file stored in a VMA archive. */
 export interface VmaConfig {
   /** The file name, such as `qemu-server.conf`. */
@@ -180,6 +181,7 @@ export class VmaReader {
     this.#header ??= readHeader(this.#source);
     const parsed = await this.#header;
     const state = new DataState(parsed);
+    this.#source.readAhead = true;
     const scratch = options.reuseBuffers ? { buffer: new ArrayBuffer(MAX_EXTENT_SIZE) } : undefined;
     try {
       for (;;) {
@@ -216,16 +218,30 @@ export class VmaReader {
 
 /** What the data phase tracks across extents. */
 class DataState {
-  seen: (ClusterSet | undefined)[] = [];
+  readonly parsed: ParsedHeader;
+  /** Per device id: the clusters seen. */
+  readonly seen: (ClusterSet | undefined)[] = [];
+  /** Per device id: its cluster count. */
+  readonly clusters: number[] = [];
+  /** Per device id: the device size rounded down to 512 (Proxmox's end of writes). */
+  readonly maxBytes: number[] = [];
+  /** The extent header being read. */
+  readonly head: { buffer: ArrayBuffer } = { buffer: new ArrayBuffer(EXTENT_HEADER_SIZE) };
   vmstateClusters = 0;
-  constructor(readonly parsed: ParsedHeader) {
-    for (const d of parsed.header.devices) this.seen[d.id] = new ClusterSet();
+
+  constructor(parsed: ParsedHeader) {
+    this.parsed = parsed;
+    for (const d of parsed.header.devices) {
+      this.seen[d.id] = new ClusterSet();
+      this.clusters[d.id] = clusterCount(d.size);
+      this.maxBytes[d.id] = d.vmstate ? Infinity : Math.floor(d.size / 512) * 512;
+    }
   }
 
   checkComplete(offset: number): void {
     for (const device of this.parsed.header.devices) {
       if (device.vmstate) continue;
-      const missing = this.seen[device.id]!.firstMissing(clusterCount(device.size));
+      const missing = this.seen[device.id]!.firstMissing(this.clusters[device.id]);
       if (missing !== undefined) {
         throw new VmaFormatError(
           `detected missing cluster ${missing} for stream ${device.name}`,
@@ -236,6 +252,7 @@ class DataState {
   }
 }
 
+/** Reads and checks one extent; undefined at the end of the stream. */
 async function readExtent(
   source: ByteSource,
   parsed: ParsedHeader,
@@ -243,51 +260,59 @@ async function readExtent(
   scratch: { buffer: ArrayBuffer } | undefined,
 ): Promise<VmaExtent | undefined> {
   const offset = source.position;
-  const head = await source.read(EXTENT_HEADER_SIZE);
+  const head = await source.read(EXTENT_HEADER_SIZE, state.head);
   if (head.length === 0) return undefined;
   if (head.length < EXTENT_HEADER_SIZE) {
     throw new VmaFormatError(`read short extent (${head.length} bytes)`, offset);
   }
-  const md5 = md5WithHole(head.slice(), EXT_OFF_MD5);
-  if (!bytesEqual(md5, head.subarray(EXT_OFF_MD5, EXT_OFF_MD5 + 16))) {
+  if (!extentMd5Matches(head)) {
     throw new VmaFormatError("wrong vma extent header chechsum", offset);
   }
   if (!bytesEqual(head.subarray(EXT_OFF_UUID, EXT_OFF_UUID + 16), parsed.uuid)) {
     throw new VmaFormatError("wrong vma extent uuid", offset);
   }
-  const view = new DataView(head.buffer, head.byteOffset, EXTENT_HEADER_SIZE);
-  if (!bytesEqual(head.subarray(0, 4), EXTENT_MAGIC) || view.getUint16(4) !== 0) {
+  if (!bytesEqual(head.subarray(0, 4), EXTENT_MAGIC) || head[4] !== 0 || head[5] !== 0) {
     throw new VmaFormatError("wrong vma extent header magic", offset);
   }
-  const blockCount = view.getUint16(EXT_OFF_BLOCK_COUNT);
+  const blockCount = (head[EXT_OFF_BLOCK_COUNT] << 8) | head[EXT_OFF_BLOCK_COUNT + 1];
   const extentSize = EXTENT_HEADER_SIZE + blockCount * BLOCK_SIZE;
   const want = Math.min(extentSize, MAX_EXTENT_SIZE) - EXTENT_HEADER_SIZE;
-  const data = await source.read(want, scratch);
+  const data = want === 0 ? EMPTY : await source.read(want, scratch);
   if (EXTENT_HEADER_SIZE + data.length < extentSize) {
     throw new VmaFormatError(
       `short vma extent (${EXTENT_HEADER_SIZE + data.length} < ${extentSize})`,
       offset,
     );
   }
+  const clusters = readSlots(head, data, offset, parsed, state);
+  return { offset, clusters };
+}
+
+/** Checks the blockinfo slots of an extent against its data; returns its clusters. */
+function readSlots(
+  head: Uint8Array,
+  data: Uint8Array,
+  offset: number,
+  parsed: ParsedHeader,
+  state: DataState,
+): VmaCluster[] {
   const clusters: VmaCluster[] = [];
   let start = 0; // into data
-  for (let i = 0; i < SLOTS_PER_EXTENT; i++) {
-    const at = EXT_OFF_BLOCKINFO + 8 * i;
+  for (let at = EXT_OFF_BLOCKINFO; at < EXT_OFF_BLOCKINFO + 8 * SLOTS_PER_EXTENT; at += 8) {
     const devId = head[at + 3];
     if (devId === 0) continue;
-    const mask = view.getUint16(at);
-    const cluster = view.getUint32(at + 4);
+    const mask = (head[at] << 8) | head[at + 1];
+    const cluster = ((head[at + 4] << 24) | (head[at + 5] << 16) | (head[at + 6] << 8) |
+      head[at + 7]) >>> 0;
     const device = parsed.devices[devId];
     if (device === undefined) throw new VmaFormatError(`got wrong dev id ${devId}`, offset + at);
-    let maxBytes: number;
     if (device.vmstate) {
       if (cluster !== state.vmstateClusters) {
         throw new VmaFormatError("found out of order vmstate data", offset + at);
       }
       state.vmstateClusters++;
-      maxBytes = Infinity;
     } else {
-      if (cluster >= clusterCount(device.size)) {
+      if (cluster >= state.clusters[devId]) {
         throw new VmaFormatError("got wrong block address - write beyond end", offset + at);
       }
       if (!state.seen[devId]!.add(cluster)) {
@@ -296,19 +321,17 @@ async function readExtent(
           offset + at,
         );
       }
-      maxBytes = Math.floor(device.size / 512) * 512;
+    }
+    if (mask === 0) {
+      clusters.push({ device, cluster, mask, data: EMPTY });
+      continue;
     }
     const stored = popcount16(mask) * BLOCK_SIZE;
     if (start + stored > data.length) {
       throw new VmaFormatError("short vma extent - too many blocks", offset + at);
     }
-    if (mask !== 0xffff && mask !== 0) {
-      const base = cluster * CLUSTER_SIZE;
-      for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
-        if ((mask & (1 << j)) !== 0 && base + j * BLOCK_SIZE >= maxBytes) {
-          throw new VmaFormatError("got wrong block address - write beyond end", offset + at);
-        }
-      }
+    if (mask !== 0xffff && !blocksInside(cluster, mask, state.maxBytes[devId])) {
+      throw new VmaFormatError("got wrong block address - write beyond end", offset + at);
     }
     clusters.push({ device, cluster, mask, data: data.subarray(start, start + stored) });
     start += stored;
@@ -316,5 +339,15 @@ async function readExtent(
   if (start !== data.length) {
     throw new VmaFormatError("vma extent error - missing blocks", offset);
   }
-  return { offset, clusters };
+  return clusters;
+}
+
+/** Whether every block `mask` marks in `cluster` starts before `maxBytes`. */
+function blocksInside(cluster: number, mask: number, maxBytes: number): boolean {
+  const base = cluster * CLUSTER_SIZE;
+  if (base + CLUSTER_SIZE <= maxBytes) return true;
+  for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
+    if ((mask & (1 << j)) !== 0 && base + j * BLOCK_SIZE >= maxBytes) return false;
+  }
+  return true;
 }
