@@ -9,14 +9,20 @@ const M = new Int32Array(144);
 M[128] = 0x80; // the 1 bit after the message
 M[142] = 512 * 8; // the message length in bits, low word
 const STATE = new Int32Array(4);
+/** MD5 reads little-endian words: on such a machine, aligned headers are copied as words. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /**
  * Computes the MD5 of `head[0 .. 512)` with bytes 24..39 (the MD5 field)
  * taken as zero, into `STATE` (four little-endian words).
  */
 function digestInto(head: Uint8Array): void {
-  for (let w = 0, b = 0; w < 128; w++, b += 4) {
-    M[w] = head[b] | (head[b + 1] << 8) | (head[b + 2] << 16) | (head[b + 3] << 24);
+  if (LITTLE_ENDIAN && (head.byteOffset & 3) === 0) {
+    M.set(new Int32Array(head.buffer, head.byteOffset, 128));
+  } else {
+    for (let w = 0, b = 0; w < 128; w++, b += 4) {
+      M[w] = head[b] | (head[b + 1] << 8) | (head[b + 2] << 16) | (head[b + 3] << 24);
+    }
   }
   M.fill(0, 6, 10); // the MD5 field
   let a0 = 0x67452301;

@@ -22,7 +22,8 @@ export class SummaryCounter {
   #sparse = 0;
   #zeroBlocks = 0;
   #stored = 0;
-  #devices = new Map<number, DeviceCounts>();
+  /** Per device id. */
+  #byId: DeviceCounts[] = [];
 
   constructor(header: VmaHeader, onProgress?: (progress: VmaProgress) => void) {
     this.#header = header;
@@ -30,28 +31,34 @@ export class SummaryCounter {
     this.#total = header.devices.reduce((n, d) => n + Math.floor(d.size / CLUSTER_SIZE), 0);
     this.#onProgress = onProgress;
     for (const d of header.devices) {
-      this.#devices.set(d.id, { clusters: 0, sparseBytes: 0, storedBytes: 0 });
+      this.#byId[d.id] = { clusters: 0, sparseBytes: 0, storedBytes: 0 };
     }
   }
 
   add(cluster: VmaCluster): void {
     const mask = cluster.mask;
-    const counts = this.#devices.get(cluster.device.id)!;
+    const device = cluster.device;
+    const counts = this.#byId[device.id];
     this.#clusters++;
     counts.clusters++;
     if (mask !== 0xffff) {
-      const zero = zeroBytesInDevice(cluster.device, cluster.cluster, mask);
+      const zero = mask === 0 && (cluster.cluster + 1) * CLUSTER_SIZE <= device.size
+        ? CLUSTER_SIZE // an all-zero cluster inside the device: the usual case
+        : zeroBytesInDevice(device, cluster.cluster, mask);
       this.#sparse += zero;
       counts.sparseBytes += zero;
       if (mask !== 0) this.#zeroBlocks += zero;
     }
-    this.#stored += cluster.data.length;
-    counts.storedBytes += cluster.data.length;
-    this.#onProgress?.({
-      clustersRead: this.#clusters,
-      clustersTotal: this.#total,
-      bytesRead: this.#clusters * CLUSTER_SIZE,
-    });
+    const stored = cluster.data.length;
+    this.#stored += stored;
+    counts.storedBytes += stored;
+    if (this.#onProgress !== undefined) {
+      this.#onProgress({
+        clustersRead: this.#clusters,
+        clustersTotal: this.#total,
+        bytesRead: this.#clusters * CLUSTER_SIZE,
+      });
+    }
   }
 
   summary(): VmaSummary {
@@ -63,7 +70,7 @@ export class SummaryCounter {
       storedBytes: this.#stored,
       devices: this.#header.devices.map((device): VmaDeviceSummary => ({
         device,
-        ...this.#devices.get(device.id)!,
+        ...this.#byId[device.id],
       })),
     };
   }
