@@ -100,7 +100,7 @@ export class ByteSource {
     return new Uint8Array(buffer, 0, filled);
   }
 
-  /** Reads bytes `from .. to` of `buffer` (or up to the end of the stream); returns its new self. */
+  /** Reads bytes `from .. to` of `buffer` (or to the end of the stream); returns its new self. */
   async #byobInto(
     buffer: ArrayBuffer,
     from: number,
