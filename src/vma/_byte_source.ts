@@ -88,6 +88,22 @@ export class ByteSource {
     return this.#take(Math.min(n, this.#buffered), scratch);
   }
 
+  /**
+   * Reads `n` bytes without waiting when they are already buffered (in the
+   * window or in chunks); undefined, reading nothing, when they are not.
+   */
+  readBuffered(n: number, scratch?: { buffer: ArrayBuffer }): Uint8Array | undefined {
+    if (this.#byob === undefined) return this.#buffered >= n ? this.#take(n, scratch) : undefined;
+    if (this.#winEnd - this.#winStart < n) return undefined;
+    const out = scratch !== undefined && scratch.buffer.byteLength >= n
+      ? new Uint8Array(scratch.buffer, 0, n)
+      : new Uint8Array(n);
+    out.set(new Uint8Array(this.#win!, this.#winStart, n));
+    this.#winStart += n;
+    this.position += n;
+    return out;
+  }
+
   async #readByob(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
     const reuse = scratch !== undefined && scratch.buffer.byteLength >= n;
     const { buffer, filled } = await this.#byobInto(

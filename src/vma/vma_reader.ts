@@ -20,6 +20,7 @@ import {
   clusterCount,
   EXT_OFF_BLOCK_COUNT,
   EXT_OFF_BLOCKINFO,
+  EXT_OFF_MD5,
   EXT_OFF_UUID,
   EXTENT_HEADER_SIZE,
   EXTENT_MAGIC,
@@ -225,8 +226,17 @@ class DataState {
   readonly clusters: number[] = [];
   /** Per device id: the device size rounded down to 512 (Proxmox's end of writes). */
   readonly maxBytes: number[] = [];
-  /** The extent header being read. */
-  readonly head: { buffer: ArrayBuffer } = { buffer: new ArrayBuffer(EXTENT_HEADER_SIZE) };
+  /** Scratch memory for reading extent headers. */
+  readonly headScratch: { buffer: ArrayBuffer } = { buffer: new ArrayBuffer(EXTENT_HEADER_SIZE) };
+  /** The extent header being checked, copied here (aligned, so compared as words). */
+  readonly head: Uint8Array = new Uint8Array(EXTENT_HEADER_SIZE);
+  readonly #headWords = new Int32Array(this.head.buffer);
+  /**
+   * The last extent header whose MD5 was checked: a run of identical headers
+   * (empty extents, which list no cluster) is checked once.
+   */
+  readonly #lastWords = new Int32Array(EXTENT_HEADER_SIZE / 4);
+  #hasLast = false;
   vmstateClusters = 0;
 
   constructor(parsed: ParsedHeader) {
@@ -236,6 +246,24 @@ class DataState {
       this.clusters[d.id] = clusterCount(d.size);
       this.maxBytes[d.id] = d.vmstate ? Infinity : Math.floor(d.size / 512) * 512;
     }
+  }
+
+  /** Whether `head` holds the header last checked (MD5 field first: it differs soonest). */
+  sameAsChecked(): boolean {
+    if (!this.#hasLast) return false;
+    const head = this.#headWords;
+    const last = this.#lastWords;
+    for (let i = EXT_OFF_MD5 / 4; i < EXT_OFF_MD5 / 4 + 4; i++) {
+      if (head[i] !== last[i]) return false;
+    }
+    for (let i = 0; i < EXTENT_HEADER_SIZE / 4; i++) if (head[i] !== last[i]) return false;
+    return true;
+  }
+
+  /** Remembers `head` as checked. */
+  checked(): void {
+    this.#lastWords.set(this.#headWords);
+    this.#hasLast = true;
   }
 
   checkComplete(offset: number): void {
@@ -260,13 +288,19 @@ async function readExtent(
   scratch: { buffer: ArrayBuffer } | undefined,
 ): Promise<VmaExtent | undefined> {
   const offset = source.position;
-  const head = await source.read(EXTENT_HEADER_SIZE, state.head);
-  if (head.length === 0) return undefined;
-  if (head.length < EXTENT_HEADER_SIZE) {
-    throw new VmaFormatError(`read short extent (${head.length} bytes)`, offset);
+  const raw = source.readBuffered(EXTENT_HEADER_SIZE, state.headScratch) ??
+    await source.read(EXTENT_HEADER_SIZE, state.headScratch);
+  if (raw.length === 0) return undefined;
+  if (raw.length < EXTENT_HEADER_SIZE) {
+    throw new VmaFormatError(`read short extent (${raw.length} bytes)`, offset);
   }
-  if (!extentMd5Matches(head)) {
-    throw new VmaFormatError("wrong vma extent header chechsum", offset);
+  const head = state.head;
+  head.set(raw);
+  if (!state.sameAsChecked()) {
+    if (!extentMd5Matches(head)) {
+      throw new VmaFormatError("wrong vma extent header chechsum", offset);
+    }
+    state.checked();
   }
   if (!bytesEqual(head.subarray(EXT_OFF_UUID, EXT_OFF_UUID + 16), parsed.uuid)) {
     throw new VmaFormatError("wrong vma extent uuid", offset);

@@ -260,3 +260,32 @@ Deno.test("VmaReader reads byte streams ahead and gives the same clusters, piece
     }
   }
 });
+
+Deno.test("VmaReader checks the MD5 of the first of identical extent headers, and of an all-zero one", async () => {
+  const { craftHeader, craftExtent, concat } = await import("../_craft.ts");
+  const header = craftHeader({}).bytes;
+  const empty = craftExtent({ slots: [] });
+  // 1,000 identical empty extents are valid.
+  const valid = concat(header, ...Array.from({ length: 1000 }, () => empty));
+  const summary = await verifyVma(new VmaReader(ReadableStream.from([valid])));
+  assert.equal(summary.clusters, 0);
+  // A 512-byte run of zeros after them still fails on its checksum first.
+  const zeros = concat(valid, new Uint8Array(512));
+  const error = await verifyVma(new VmaReader(ReadableStream.from([zeros]))).catch((e) => e);
+  assert.ok(error instanceof VmaFormatError);
+  assert.equal(error.message, "wrong vma extent header chechsum");
+  assert.equal(error.offset, valid.length);
+  // As does a zero header right after the archive header.
+  const first = concat(header, new Uint8Array(512));
+  const error2 = await verifyVma(new VmaReader(ReadableStream.from([first]))).catch((e) => e);
+  assert.equal(error2.message, "wrong vma extent header chechsum");
+  // And a copy of a valid header with one byte changed.
+  const changed = empty.slice();
+  changed[100] ^= 1;
+  const error3 = await verifyVma(
+    new VmaReader(ReadableStream.from([concat(header, empty, changed)])),
+  )
+    .catch((e) => e);
+  assert.equal(error3.message, "wrong vma extent header chechsum");
+  assert.equal(error3.offset, header.length + 512);
+});
