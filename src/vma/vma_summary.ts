@@ -27,9 +27,9 @@ export interface VmaDeviceSummary {
   readonly device: VmaDevice;
   /** Its clusters in the archive. */
   readonly clusters: number;
-  /** Bytes of its all-zero clusters. */
+  /** Its part of {@linkcode VmaSummary.sparseBytes}. */
   readonly sparseBytes: number;
-  /** Bytes of its stored (non-zero) blocks. */
+  /** Bytes of its stored (non-zero) blocks, 4,096 each. */
   readonly storedBytes: number;
 }
 
@@ -39,11 +39,21 @@ export interface VmaSummary {
   readonly clusters: number;
   /** `clusters * 65536`: Proxmox's "total bytes read". */
   readonly bytes: number;
-  /** Bytes of all-zero clusters: Proxmox's "sparse bytes". */
+  /**
+   * Proxmox's "sparse bytes": the bytes of every 4 KiB block the archive
+   * leaves out (mask bit clear), in every cluster whose mask is not 0xffff
+   * (all-zero clusters included), counted only up to the device end (the
+   * size rounded down to 512): the padding of a partial last cluster does
+   * not count. For the `vmstate` device nothing is cut.
+   */
   readonly sparseBytes: number;
-  /** Bytes of zero 4 KiB blocks inside the other clusters. */
+  /**
+   * The part of `sparseBytes` in clusters that store some blocks (mask
+   * neither 0 nor 0xffff). Proxmox's "space reduction due to 4K zero blocks"
+   * is `zeroBlockBytes / (bytes - sparseBytes)`.
+   */
   readonly zeroBlockBytes: number;
-  /** Bytes of stored (non-zero) blocks. */
+  /** Bytes of stored (non-zero) blocks, 4,096 each. */
   readonly storedBytes: number;
   /** The same per device, by ascending id. */
   readonly devices: readonly VmaDeviceSummary[];

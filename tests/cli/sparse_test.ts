@@ -74,8 +74,13 @@ Deno.test("vma create records the holes of a sparse image and keeps every byte",
     assert.equal(c.code, 0, c.stderr);
     const v = await vma(["verify", "-v", `${dir}/s.vma`]);
     assert.equal(v.code, 0, v.stderr);
-    // 385 clusters, of which only the 6 with data are not zero clusters.
-    assert.match(v.stdout, /total bytes read 25231360, sparse bytes 24838144 /);
+    // 385 clusters, of which only the 6 with data are not zero clusters: 379 · 65,536
+    // sparse bytes, plus the 59 zero 4 KiB blocks of the 6 (241,664), as Proxmox's
+    // vma counts them (it prints these two lines for this archive, 159% included).
+    assert.match(
+      v.stdout,
+      /total bytes read 25231360, sparse bytes 25079808 \(99\.4%\)\nspace reduction due to 4K zero blocks 159%\n/,
+    );
     const x = await vma(["extract", `${dir}/s.vma`, `${dir}/out`]);
     assert.equal(x.code, 0, x.stderr);
     const back = await Deno.readFile(`${dir}/out/disk-drive-scsi0.raw`);

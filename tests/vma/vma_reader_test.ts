@@ -234,3 +234,58 @@ Deno.test("VmaReader reads byte streams straight into its buffers, for any read 
   const error2 = await verifyVma(new VmaReader(byteStream(trailing, 1 << 20))).catch((e) => e);
   assert.equal(error2.message, "read short extent (100 bytes)");
 });
+
+Deno.test("VmaReader reads byte streams ahead and gives the same clusters, pieces of any size", async () => {
+  // Data extents, zero-only extents and partial clusters, so reads of 512
+  // bytes, of a few blocks and of whole extents mix.
+  const image = new Uint8Array(70 * 65536 + 4096);
+  for (let c = 0; c < 70; c += 3) image.fill(c + 1, c * 65536 + 4096 * (c % 16), c * 65536 + 70000);
+  image.fill(9, 70 * 65536);
+  const archive = await writeArchive([{ name: "drive-scsi0", data: image }], {
+    configs: [["qemu-server.conf", "memory: 1\n"]],
+  });
+  const expected: string[] = [];
+  for await (const c of new VmaReader(ReadableStream.from([archive])).clusters()) {
+    expected.push(`${c.cluster}:${c.mask}:${await sha256(c.data)}`);
+  }
+  for (const piece of [333, 4096, 65536, 1 << 20]) {
+    for (const reuseBuffers of [false, true]) {
+      const reader = new VmaReader(byteStream(archive, piece));
+      const got: string[] = [];
+      for await (const extent of reader.extents({ reuseBuffers })) {
+        for (const c of extent.clusters) got.push(`${c.cluster}:${c.mask}:${await sha256(c.data)}`);
+      }
+      assert.deepEqual(got, expected, `pieces of ${piece}, reuseBuffers ${reuseBuffers}`);
+      assert.equal(reader.bytesRead, archive.length);
+    }
+  }
+});
+
+Deno.test("VmaReader checks the MD5 of the first of identical extent headers, and of an all-zero one", async () => {
+  const { craftHeader, craftExtent, concat } = await import("../_craft.ts");
+  const header = craftHeader({}).bytes;
+  const empty = craftExtent({ slots: [] });
+  // 1,000 identical empty extents are valid.
+  const valid = concat(header, ...Array.from({ length: 1000 }, () => empty));
+  const summary = await verifyVma(new VmaReader(ReadableStream.from([valid])));
+  assert.equal(summary.clusters, 0);
+  // A 512-byte run of zeros after them still fails on its checksum first.
+  const zeros = concat(valid, new Uint8Array(512));
+  const error = await verifyVma(new VmaReader(ReadableStream.from([zeros]))).catch((e) => e);
+  assert.ok(error instanceof VmaFormatError);
+  assert.equal(error.message, "wrong vma extent header chechsum");
+  assert.equal(error.offset, valid.length);
+  // As does a zero header right after the archive header.
+  const first = concat(header, new Uint8Array(512));
+  const error2 = await verifyVma(new VmaReader(ReadableStream.from([first]))).catch((e) => e);
+  assert.equal(error2.message, "wrong vma extent header chechsum");
+  // And a copy of a valid header with one byte changed.
+  const changed = empty.slice();
+  changed[100] ^= 1;
+  const error3 = await verifyVma(
+    new VmaReader(ReadableStream.from([concat(header, empty, changed)])),
+  )
+    .catch((e) => e);
+  assert.equal(error3.message, "wrong vma extent header chechsum");
+  assert.equal(error3.offset, header.length + 512);
+});

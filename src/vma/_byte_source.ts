@@ -1,0 +1,231 @@
+// Exact-size reads from an archive stream, for the reader. Private to the library.
+import { MAX_EXTENT_SIZE } from "./_layout.ts";
+
+const EMPTY = new Uint8Array(0);
+/** Size of the read-ahead window (byte streams, once `readAhead` is set). */
+const AHEAD = 256 * 1024;
+
+/**
+ * Reads exact byte counts from a stream. From a byte stream it reads straight
+ * into a buffer of the wanted size (BYOB: no copy); from another stream it
+ * hands out subarrays of its chunks and copies only what straddles chunks.
+ * With `readAhead` set (the extents, after the header), a byte stream is read
+ * in windows of 256 KiB, so small reads (512-byte extents without data) are
+ * not one stream read each; large reads still go straight to their buffer.
+ */
+export class ByteSource {
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  #byob: ReadableStreamBYOBReader | undefined;
+  #chunks: Uint8Array[] = [];
+  #head = 0; // index of the first unread chunk (Array#shift is O(n): tiny chunks went quadratic)
+  #buffered = 0;
+  #eof = false;
+  #released = false;
+  /** The read-ahead window: bytes `#winStart .. #winEnd` of `#win` are unread. */
+  #win: ArrayBuffer | undefined;
+  #winStart = 0;
+  #winEnd = 0;
+  /** Bytes consumed so far. */
+  position = 0;
+  /** Read byte streams ahead in windows (set once the header is read). */
+  readAhead = false;
+
+  constructor(readable: ReadableStream<Uint8Array>) {
+    if (!(readable instanceof ReadableStream)) {
+      throw new TypeError("Cannot read the archive: it must be a ReadableStream");
+    }
+    try {
+      this.#byob = readable.getReader({ mode: "byob" });
+    } catch {
+      this.#reader = readable.getReader();
+    }
+  }
+
+  /**
+   * Reads `n` bytes, or fewer at the end of the stream; into `scratch.buffer`
+   * when given and large enough (it is replaced by the same memory after a
+   * BYOB read transfers it).
+   */
+  async read(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
+    if (this.#byob !== undefined) {
+      if (this.readAhead || this.#winEnd > this.#winStart) {
+        if (n <= MAX_EXTENT_SIZE) return await this.#readAhead(n, scratch);
+      }
+      if (n <= MAX_EXTENT_SIZE) return await this.#readByob(n, scratch);
+      // Larger reads (only a header can be that big) go in pieces, so a
+      // short hostile stream does not make us allocate what it claims.
+      const parts: Uint8Array[] = [];
+      let got = 0;
+      while (got < n) {
+        const part = await this.#readByob(Math.min(MAX_EXTENT_SIZE, n - got));
+        parts.push(part);
+        got += part.length;
+        if (part.length === 0 || this.#eof) break;
+      }
+      const out = new Uint8Array(got);
+      let at = 0;
+      for (const part of parts) {
+        out.set(part, at);
+        at += part.length;
+      }
+      return out;
+    }
+    while (this.#buffered < n && !this.#eof) {
+      const { done, value } = await this.#reader!.read();
+      if (done) {
+        this.#eof = true;
+        break;
+      }
+      if (!(value instanceof Uint8Array)) {
+        throw new TypeError(
+          "Cannot read the archive: the stream gave a chunk that is not a Uint8Array",
+        );
+      }
+      if (value.length === 0) continue;
+      this.#chunks.push(value);
+      this.#buffered += value.length;
+    }
+    return this.#take(Math.min(n, this.#buffered), scratch);
+  }
+
+  /**
+   * Reads `n` bytes without waiting when they are already buffered (in the
+   * window or in chunks); undefined, reading nothing, when they are not.
+   */
+  readBuffered(n: number, scratch?: { buffer: ArrayBuffer }): Uint8Array | undefined {
+    if (this.#byob === undefined) return this.#buffered >= n ? this.#take(n, scratch) : undefined;
+    if (this.#winEnd - this.#winStart < n) return undefined;
+    const out = scratch !== undefined && scratch.buffer.byteLength >= n
+      ? new Uint8Array(scratch.buffer, 0, n)
+      : new Uint8Array(n);
+    out.set(new Uint8Array(this.#win!, this.#winStart, n));
+    this.#winStart += n;
+    this.position += n;
+    return out;
+  }
+
+  async #readByob(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
+    const reuse = scratch !== undefined && scratch.buffer.byteLength >= n;
+    const { buffer, filled } = await this.#byobInto(
+      reuse ? scratch.buffer : new ArrayBuffer(n),
+      0,
+      n,
+    );
+    if (reuse) scratch.buffer = buffer;
+    this.position += filled;
+    return new Uint8Array(buffer, 0, filled);
+  }
+
+  /** Reads bytes `from .. to` of `buffer` (or to the end of the stream); returns its new self. */
+  async #byobInto(
+    buffer: ArrayBuffer,
+    from: number,
+    to: number,
+  ): Promise<{ buffer: ArrayBuffer; filled: number }> {
+    let filled = from;
+    while (filled < to && !this.#eof) {
+      const { done, value } = await this.#byob!.read(new Uint8Array(buffer, filled, to - filled));
+      if (value !== undefined) {
+        buffer = value.buffer as ArrayBuffer; // the view's buffer was transferred
+        filled += value.byteLength;
+      }
+      if (done) this.#eof = true;
+    }
+    return { buffer, filled };
+  }
+
+  /** `#readByob` through the read-ahead window. */
+  async #readAhead(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
+    const reuse = scratch !== undefined && scratch.buffer.byteLength >= n;
+    let buffer = reuse ? scratch.buffer : new ArrayBuffer(n);
+    let filled = 0;
+    for (;;) {
+      const k = Math.min(n - filled, this.#winEnd - this.#winStart);
+      if (k > 0) {
+        new Uint8Array(buffer, filled, k).set(new Uint8Array(this.#win!, this.#winStart, k));
+        this.#winStart += k;
+        filled += k;
+      }
+      if (filled === n || this.#eof) break;
+      if (n - filled >= AHEAD / 2) {
+        // The rest is large: read it straight into place.
+        ({ buffer, filled } = await this.#byobInto(buffer, filled, n));
+        break;
+      }
+      await this.#fillWindow();
+    }
+    if (reuse) scratch.buffer = buffer;
+    this.position += filled;
+    return new Uint8Array(buffer, 0, filled);
+  }
+
+  /** Reads more of the stream into the window (one read). */
+  async #fillWindow(): Promise<void> {
+    let win = this.#win ?? new ArrayBuffer(AHEAD);
+    if (this.#winStart > 0) {
+      new Uint8Array(win).copyWithin(0, this.#winStart, this.#winEnd);
+      this.#winEnd -= this.#winStart;
+      this.#winStart = 0;
+    }
+    const { done, value } = await this.#byob!.read(
+      new Uint8Array(win, this.#winEnd, AHEAD - this.#winEnd),
+    );
+    if (value !== undefined) {
+      win = value.buffer as ArrayBuffer;
+      this.#winEnd += value.byteLength;
+    }
+    this.#win = win;
+    if (done) this.#eof = true;
+  }
+
+  #take(n: number, scratch?: { buffer: ArrayBuffer }): Uint8Array {
+    this.position += n;
+    this.#buffered -= n;
+    const first = this.#chunks[this.#head];
+    if (first !== undefined && first.length >= n) {
+      if (first.length === n) this.#dropFirst();
+      else this.#chunks[this.#head] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const out = scratch !== undefined && scratch.buffer.byteLength >= n
+      ? new Uint8Array(scratch.buffer, 0, n)
+      : new Uint8Array(n);
+    let at = 0;
+    while (at < n) {
+      const chunk = this.#chunks[this.#head];
+      const k = Math.min(chunk.length, n - at);
+      out.set(chunk.subarray(0, k), at);
+      at += k;
+      if (k === chunk.length) this.#dropFirst();
+      else this.#chunks[this.#head] = chunk.subarray(k);
+    }
+    return out;
+  }
+
+  #dropFirst(): void {
+    this.#chunks[this.#head++] = EMPTY; // let it be collected
+    if (this.#head === this.#chunks.length) {
+      this.#chunks = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#chunks.length) {
+      this.#chunks = this.#chunks.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    const reader = this.#byob ?? this.#reader!;
+    if (!this.#eof) await reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+
+  async cancel(reason?: unknown): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    const reader = this.#byob ?? this.#reader!;
+    await reader.cancel(reason);
+    reader.releaseLock();
+  }
+}
