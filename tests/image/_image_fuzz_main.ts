@@ -233,6 +233,8 @@ function documented(error: unknown): boolean {
   if (message.includes("\n")) return false;
   const m = PREFIX.exec(message);
   if (m !== null) return error instanceof CLASS[m[1]] && error.constructor === CLASS[m[1]];
+  // Format detection (open_disk_image.ts): a mutated header that now names another format.
+  if (message.startsWith("Unsupported image format: ")) return error.constructor === TypeError;
   return /^(no such extent|no (openBacking|openFile) option was given)/.test(message) ||
     message.startsWith("Invalid vmdk image: the file size") ||
     message.startsWith("Invalid qcow2 image: the file size");

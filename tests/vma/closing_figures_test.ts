@@ -3,6 +3,7 @@
 // masks. Every expected number is worked out by hand below (docs:
 // vma-format.md, section 3 "How the two closing figures are counted" and
 // 6.5), and was checked against Proxmox's own `vma` on the same raw disks.
+import { NO_CONF } from "../cli/_warnings.ts";
 import assert from "node:assert/strict";
 import { verifyVma, VmaReader, VmaWriter } from "../../mod.ts";
 import { formatSummary } from "../../src/cli/_proxmox_text.ts";
@@ -169,9 +170,10 @@ Deno.test("vma create -v, verify -v and extract -v print Proxmox's figures for t
     }
     const create = await vma(args, { cwd: dir });
     assert.equal(create.code, 0, create.stderr);
+    assert.ok(create.stderr.endsWith(NO_CONF), create.stderr);
     const sizes = disks().map((d) => d.data.length);
     assert.deepEqual(
-      create.stderr.trimEnd().split("\n").slice(-5),
+      create.stderr.slice(0, -NO_CONF.length).trimEnd().split("\n").slice(-5),
       ZEROS.map((z, i) =>
         `image drive-scsi${i}: size=${sizes[i]} zeros=${z} saved=${sizes[i] - z}`
       ),
