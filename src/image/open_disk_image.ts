@@ -9,9 +9,12 @@ import type { DiskImage, PositionedReader } from "./disk_image.ts";
 import { openQcow2Image, type Qcow2ImageOptions } from "./qcow2_image.ts";
 import { openRawImage } from "./raw_image.ts";
 import { openVmdkImage, type VmdkImageOptions } from "./vmdk_image.ts";
+import { openVhdxImage } from "./vhdx_image.ts";
+import { openVpcImage } from "./vpc_image.ts";
+import { openVdiImage } from "./vdi_image.ts";
 
 /** A disk image format this library reads. */
-export type DiskImageFormat = "raw" | "qcow2" | "vmdk";
+export type DiskImageFormat = "raw" | "qcow2" | "vmdk" | "vhdx" | "vpc" | "vdi";
 
 /** Options for {@linkcode openDiskImage}: the format, and the options of each format's opener. */
 export interface OpenDiskImageOptions extends Qcow2ImageOptions, VmdkImageOptions {
@@ -119,9 +122,9 @@ export async function openDiskImage(
   options: OpenDiskImageOptions = {},
 ): Promise<DiskImage> {
   const requested = options.format ?? "auto";
-  if (!["auto", "raw", "qcow2", "vmdk"].includes(requested)) {
+  if (!["auto", "raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi"].includes(requested)) {
     throw new TypeError(
-      `Invalid disk image format "${requested}": expected "auto", "raw", "qcow2" or "vmdk"`,
+      `Invalid disk image format "${requested}": expected "auto", "raw", "qcow2", "vmdk", "vhdx", "vpc" or "vdi"`,
     );
   }
   const format = requested === "auto" ? await detectImageFormat(reader) : requested;
@@ -130,6 +133,12 @@ export async function openDiskImage(
       return await openQcow2Image(reader, options);
     case "vmdk":
       return await openVmdkImage(reader, options);
+    case "vhdx":
+      return await openVhdxImage(reader, options);
+    case "vpc":
+      return await openVpcImage(reader, options);
+    case "vdi":
+      return await openVdiImage(reader, options);
     default:
       return await openRawImage(reader);
   }

@@ -66,9 +66,9 @@ Deno.test("detectImageFormat refuses formats it would otherwise take for raw dis
 
 Deno.test("openDiskImage rejects an unknown format option", async () => {
   await rejectsWith(
-    openDiskImage(memoryReader(new Uint8Array(512)), { format: "vdi" as "raw" }),
+    openDiskImage(memoryReader(new Uint8Array(512)), { format: "qed" as "raw" }),
     TypeError,
-    'Invalid disk image format "vdi": expected "auto", "raw", "qcow2" or "vmdk"',
+    'Invalid disk image format "qed": expected "auto", "raw", "qcow2", "vmdk", "vhdx", "vpc" or "vdi"',
   );
 });
 
