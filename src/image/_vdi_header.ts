@@ -34,7 +34,10 @@ function isNull(head: Uint8Array, at: number): boolean {
   return head.subarray(at, at + 16).every((b) => b === 0);
 }
 
-/** Parses and checks a VDI header: `head` is the start of the file, `fileSize` its size. */
+/**
+ * Parses and checks a VDI header: `head` is the start of the file, `fileSize`
+ * its size (the block map's end is checked when it is read, after its memory).
+ */
 export function parseVdiHeader(head: Uint8Array, fileSize: number): VdiHeader {
   const hv = new DataView(head.buffer, head.byteOffset, head.byteLength);
   if (head.length < 72 || hv.getUint32(64, true) !== SIGNATURE) {
@@ -74,7 +77,7 @@ export function parseVdiHeader(head: Uint8Array, fileSize: number): VdiHeader {
     throw unsupported("vdi", "differencing images (with a parent) are not supported");
   }
   const blocksNeeded = Math.ceil(size / blockSize);
-  if (blocksNeeded > 0 && mapOffset + blocksNeeded * 4 > fileSize) {
+  if (mapOffset > fileSize) {
     throw bad(`the block map at ${hex(mapOffset)} is past the end of the file`);
   }
   return { type, size, blockSize, blocksNeeded, mapOffset, dataOffset };
