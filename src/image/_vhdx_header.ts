@@ -78,6 +78,8 @@ export function checkVhdxIdentifier(head: Uint8Array): void {
 /** What the current header says. */
 export interface VhdxHeader {
   sequence: bigint;
+  /** Only 0 is defined. */
+  logVersion: number;
   /** The log GUID's bytes: all zero when there is no log to replay. */
   logGuid: Uint8Array;
   logOffset: number;
@@ -93,10 +95,8 @@ function parseOne(bytes: Uint8Array): VhdxHeader | undefined {
   if (v.getUint32(4, true) !== crc32cWithZeroField(bytes.subarray(0, VHDX_HEADER_BYTES), 4)) {
     return undefined;
   }
-  if (v.getUint16(64, true) !== 0) {
-    throw unsupported("vhdx", `log version ${v.getUint16(64, true)} is not supported`);
-  }
   return {
+    logVersion: v.getUint16(64, true),
     sequence: v.getBigUint64(8, true),
     logGuid: bytes.slice(48, 64),
     logLength: v.getUint32(68, true),
@@ -125,7 +125,8 @@ export function pickVhdxHeader(first: Uint8Array, second: Uint8Array): VhdxHeade
   } else {
     throw bad(`both headers have the sequence number ${one.sequence} but differ`);
   }
-  const { logOffset, logLength } = current;
+  const { logOffset, logLength, logVersion } = current;
+  if (logVersion !== 0) throw unsupported("vhdx", `log version ${logVersion} is not supported`);
   if (logOffset < MiB || logOffset % MiB !== 0) {
     throw bad(`the log offset ${hex(logOffset)} is not a multiple of 1 MiB from 1 MiB`);
   }
