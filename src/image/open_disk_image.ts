@@ -1,6 +1,6 @@
 /**
- * Opening a disk image of any supported format (raw, qcow2, VMDK), detected by
- * its magic or named by the caller.
+ * Opening a disk image of any supported format (raw, qcow2, VMDK, VHDX, VHD,
+ * VDI), detected by its magic or named by the caller.
  *
  * @module
  */
@@ -89,7 +89,10 @@ export async function detectImageFormat(reader: PositionedReader): Promise<DiskI
  * `options.format` or detected from its magic.
  *
  * The other options go to the format's opener: `openBacking` and `zstd` to
- * {@linkcode openQcow2Image}, `openFile` to {@linkcode openVmdkImage}.
+ * {@linkcode openQcow2Image}, `openFile` to {@linkcode openVmdkImage};
+ * `memoryBudget` to every opener. `"vhdx"`, `"vpc"` (VHD) and `"vdi"` open
+ * with {@linkcode openVhdxImage}, {@linkcode openVpcImage} and
+ * {@linkcode openVdiImage}.
  * Closing the image closes `reader` and everything the image opened. If
  * opening fails, `reader` stays open (the caller closes it).
  *
