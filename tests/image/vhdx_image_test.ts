@@ -5,6 +5,7 @@ import { crc32c, crc32cWithZeroField } from "../../src/image/_crc32c.ts";
 import {
   guidBytes,
   parseVhdxMetadataTable,
+  parseVhdxMetadataValues,
   parseVhdxRegionTable,
   pickVhdxHeader,
 } from "../../src/image/_vhdx_header.ts";
@@ -395,4 +396,38 @@ Deno.test("openVhdxImage refuses files that are not VHDX", async () => {
     SyntaxError,
     "Corrupt vhdx image: the header at 0x10000 is past the end of the file",
   );
+});
+
+Deno.test("parseVhdxMetadataValues reads the items and works out the chunk ratio", () => {
+  const le = (width: number, value: number) => {
+    const bytes = new Uint8Array(width);
+    const v = view(bytes);
+    if (width === 8) v.setBigUint64(0, BigInt(value), true);
+    else v.setUint32(0, value, true);
+    return bytes;
+  };
+  const parameters = (blockSize: number, flags: number) => {
+    const bytes = new Uint8Array(8);
+    view(bytes).setUint32(0, blockSize, true);
+    view(bytes).setUint32(4, flags, true);
+    return bytes;
+  };
+  // 2^23 sectors per sector bitmap block: 4096 blocks of 1 MiB at 512 bytes
+  // a sector, 32768 at 4096, 16 blocks of 256 MiB at 512.
+  assert.deepEqual(parseVhdxMetadataValues(parameters(MiB, 0), le(8, 3 * MiB + 700), le(4, 512)), {
+    blockSize: MiB,
+    hasParent: false,
+    size: 3 * MiB + 512,
+    logicalSectorSize: 512,
+    chunkRatio: 4096,
+  });
+  assert.equal(
+    parseVhdxMetadataValues(parameters(MiB, 2), le(8, MiB), le(4, 4096)).chunkRatio,
+    32768,
+  );
+  assert.equal(
+    parseVhdxMetadataValues(parameters(256 * MiB, 0), le(8, MiB), le(4, 512)).chunkRatio,
+    16,
+  );
+  assert.equal(parseVhdxMetadataValues(parameters(MiB, 2), le(8, MiB), le(4, 512)).hasParent, true);
 });
