@@ -308,7 +308,7 @@ for (let index = 0; index < CASES; index++) {
   const base = bases[rng.u32() % bases.length];
   // Mutated in one reused buffer: copies of the base images would be garbage
   // that counts in the peak RSS.
-  let bytes = scratch.subarray(0, base.bytes.length);
+  let bytes: Uint8Array = scratch.subarray(0, base.bytes.length);
   bytes.set(base.bytes);
   const steps: string[] = [];
   for (let s = 1 + rng.u32() % 3; s > 0; s--) {
