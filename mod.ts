@@ -40,5 +40,8 @@ export type * from "./src/image/disk_image_writer.ts";
 export * from "./src/image/raw_image.ts";
 export * from "./src/image/qcow2_image.ts";
 export * from "./src/image/vmdk_image.ts";
+export * from "./src/image/vhdx_image.ts";
+export * from "./src/image/vpc_image.ts";
+export * from "./src/image/vdi_image.ts";
 export * from "./src/image/open_disk_image.ts";
 export * from "./src/compress/lzop_decompression_stream.ts";

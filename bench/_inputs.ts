@@ -77,6 +77,10 @@ export interface Inputs {
   readonly qcow2: string;
   /** Why there is no qcow2 image (`qemu-img` missing or failing), if there is none. */
   readonly qcow2Missing?: string;
+  /** `raw` converted with `qemu-img convert -O vhdx` (dynamic, its zeros unallocated). */
+  readonly vhdx: string;
+  /** Why there is no VHDX image, if there is none. */
+  readonly vhdxMissing?: string;
 }
 
 /** A source of incompressible chunks, cheap to produce. */
@@ -164,12 +168,17 @@ async function writeSparse(path: string, sizes: InputSizes, random: RandomChunks
   }
 }
 
-/** Converts `raw` to qcow2 with `qemu-img`; returns why not when it cannot. */
-async function writeQcow2(dir: string, raw: string, qcow2: string): Promise<string | undefined> {
+/** Converts `raw` to `format` with `qemu-img`; returns why not when it cannot. */
+async function writeConverted(
+  dir: string,
+  raw: string,
+  format: string,
+  output: string,
+): Promise<string | undefined> {
   let out: Deno.CommandOutput;
   try {
     out = await new Deno.Command("qemu-img", {
-      args: ["convert", "-O", "qcow2", raw, qcow2],
+      args: ["convert", "-O", format, raw, output],
       cwd: dir,
       stdout: "null",
       stderr: "piped",
@@ -199,9 +208,11 @@ export async function makeInputs(dir: string, sizes: InputSizes): Promise<Inputs
     disks: Array.from({ length: DISK_COUNT }, (_, i) => `disk${i}.img`),
     sparse: "sparse.img",
     qcow2: "raw.qcow2",
+    vhdx: "raw.vhdx",
   };
   await writeRaw(`${dir}/${inputs.raw}`, sizes, random);
-  const qcow2Missing = await writeQcow2(dir, inputs.raw, inputs.qcow2);
+  const qcow2Missing = await writeConverted(dir, inputs.raw, "qcow2", inputs.qcow2);
+  const vhdxMissing = await writeConverted(dir, inputs.raw, "vhdx", inputs.vhdx);
   const mixedChunks = sizes.mixed / CHUNK_SIZE;
   await writeImage(`${dir}/${inputs.mixed}`, mixedChunks, (i) => mixedChunk(random, i));
   const diskChunks = mixedChunks / DISK_COUNT;
@@ -211,5 +222,9 @@ export async function makeInputs(dir: string, sizes: InputSizes): Promise<Inputs
   }
   await writeSparse(`${dir}/${inputs.sparse}`, sizes, random);
   await new Deno.Command("sync").output();
-  return qcow2Missing === undefined ? inputs : { ...inputs, qcow2Missing };
+  return {
+    ...inputs,
+    ...(qcow2Missing === undefined ? {} : { qcow2Missing }),
+    ...(vhdxMissing === undefined ? {} : { vhdxMissing }),
+  };
 }

@@ -25,7 +25,16 @@ import { type DiskSource, feedDiskImage, filePositionedReader } from "./_raw_sou
 import { warn } from "./_stdio.ts";
 
 /** The `-d format=...` values this module opens. */
-export const IMAGE_FORMATS: readonly string[] = ["auto", "raw", "qcow2", "vmdk"];
+export const IMAGE_FORMATS: readonly string[] = [
+  "auto",
+  "raw",
+  "qcow2",
+  "vmdk",
+  "vhdx",
+  "vpc",
+  "vhd",
+  "vdi",
+];
 
 /** The size of the pieces feedDiskImage reads (its CHUNK). */
 const READ_PIECE = 4 * 1024 * 1024;
@@ -245,7 +254,7 @@ async function backingFormat(
   return "raw";
 }
 
-/** Opens an image of format `format` ("auto", "raw", "qcow2" or "vmdk") for `create`. */
+/** Opens an image of format `format` (one of {@linkcode IMAGE_FORMATS}) for `create`. */
 export async function openDiskImageSource(
   path: string,
   format: string,
@@ -274,7 +283,8 @@ export async function openDiskImageSource(
         depth: 0,
         memory: { limit: DEFAULT_MEMORY_LIMIT, used: 0 },
       }),
-      format: format as DiskImageFormat,
+      // "vhd" is an alias of QEMU's name for VHD, "vpc".
+      format: (format === "vhd" ? "vpc" : format) as DiskImageFormat,
     });
   } catch (e) {
     await reader.close().catch(() => {});

@@ -28,9 +28,6 @@ import { MAX_BLOB_SIZE } from "../vma/_layout.ts";
 
 /** QEMU block drivers that `create` cannot read (yet). */
 const UNSUPPORTED_FORMATS = [
-  "vhdx",
-  "vpc",
-  "vdi",
   "qed",
   "parallels",
   "dmg",
@@ -72,7 +69,8 @@ Options:
   -d, --device format=<format>:[<device name>=]<path>
                         add a disk (repeatable): format raw (files and block
                         devices), qcow2 (backing files, compressed clusters),
-                        vmdk, or auto (detect). Without a name, the disk is
+                        vmdk, vhdx, vpc (VHD, alias vhd), vdi, or auto
+                        (detect). Without a name, the disk is
                         called disk<N>, where N is its position among the -d
                         options: disk0 for the first, disk1 for the second.
                         A size not a multiple of 512 is padded with zeros,
@@ -328,7 +326,7 @@ async function openDisk(disk: DiskSpec, confine: boolean): Promise<DiskSource> {
     throw new CliError(
       `bdrv_open ${shownQuoted(disk.path)} failed - format ${
         shownQuoted(disk.format)
-      } is not supported yet (raw, qcow2 and vmdk are)`,
+      } is not supported yet (raw, qcow2, vmdk, vhdx, vpc and vdi are)`,
     );
   }
   const source = disk.format === "raw"

@@ -14,7 +14,7 @@
  */
 
 /** The formats whose errors these helpers word. */
-export type ImageFormatName = "qcow2" | "vmdk";
+export type ImageFormatName = "qcow2" | "vmdk" | "vhdx" | "vpc" | "vdi";
 
 /** Quotes a file name (or any value from the image) for a message: JSON string syntax. */
 export function quote(name: string): string {

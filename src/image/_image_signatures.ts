@@ -1,6 +1,6 @@
-// The signatures of disk image formats QEMU reads but this library does not, so
-// that detection refuses them by name instead of taking the container file for
-// a raw disk. Where QEMU probes a format (block/<driver>.c, `*_probe`), the same
+// The signatures of disk image formats QEMU reads besides raw, qcow2 and VMDK:
+// detection opens the ones this library reads (VHDX, VHD, VDI) and refuses the
+// others by name instead of taking the container file for a raw disk. Where QEMU probes a format (block/<driver>.c, `*_probe`), the same
 // bytes are checked here; formats QEMU knows only by name or position (fixed
 // VHD's footer, DMG's `koly` trailer) are checked by their trailer instead.
 

@@ -1,7 +1,7 @@
 /**
- * Opening a disk image of any supported format (raw, qcow2, VMDK), detected by
- * its magic or named by the caller; other formats QEMU reads are refused by
- * name rather than taken for raw disks.
+ * Opening a disk image of any supported format (raw, qcow2, VMDK, VHDX, VHD,
+ * VDI), detected by its magic or named by the caller; other formats QEMU reads
+ * are refused by name rather than taken for raw disks.
  *
  * @module
  */
@@ -10,10 +10,13 @@ import type { DiskImage, PositionedReader } from "./disk_image.ts";
 import { openQcow2Image, type Qcow2ImageOptions } from "./qcow2_image.ts";
 import { openRawImage } from "./raw_image.ts";
 import { openVmdkImage, type VmdkImageOptions } from "./vmdk_image.ts";
+import { openVhdxImage } from "./vhdx_image.ts";
+import { openVpcImage } from "./vpc_image.ts";
+import { openVdiImage } from "./vdi_image.ts";
 import { foreignImageFormat, HEAD_SIZE, TAIL_SIZE } from "./_image_signatures.ts";
 
 /** A disk image format this library reads. */
-export type DiskImageFormat = "raw" | "qcow2" | "vmdk";
+export type DiskImageFormat = "raw" | "qcow2" | "vmdk" | "vhdx" | "vpc" | "vdi";
 
 /** Options for {@linkcode openDiskImage}: the format, and the options of each format's opener. */
 export interface OpenDiskImageOptions extends Qcow2ImageOptions, VmdkImageOptions {
@@ -27,21 +30,16 @@ export interface OpenDiskImageOptions extends Qcow2ImageOptions, VmdkImageOption
 }
 
 /**
- * Detects a disk image's format from its first and last bytes: `QFI\xfb`
- * (versions 2 and 3) is qcow2; `KDMV`, `COWD` or a text starting with
- * `# Disk DescriptorFile` is VMDK; anything else is raw.
+ * Detects a disk image's format from its first bytes: `QFI\xfb` is qcow2,
+ * `KDMV`, `COWD` or a text starting with `# Disk DescriptorFile` is VMDK, and
+ * anything else is raw.
  *
- * Every other format QEMU reads is refused by its signature instead of being
- * taken for a raw disk (which would store the container file, headers and
- * all): qcow version 1, VDI, VHD (dynamic, differencing and fixed), VHDX, QED,
- * Parallels, LUKS, Bochs, cloop and DMG.
+ * A few formats this library cannot read (VHDX, dynamic VHD, VDI, QED, LUKS)
+ * are refused instead of being taken for raw disks.
  *
  * @param reader Positioned reads of the image file.
  * @returns `"qcow2"`, `"vmdk"` or `"raw"`.
- * @throws {TypeError} The file is in a known format that is not supported, for
- * example `Unsupported image format: this is a VDI image; convert it with
- * "qemu-img convert -O qcow2" (or -O raw) first, or give the format "raw" if it
- * really is a raw disk`.
+ * @throws {TypeError} The file is in a known format that is not supported.
  *
  * @example Detecting a qcow2 image by its magic
  * ```ts
@@ -67,6 +65,8 @@ export async function detectImageFormat(reader: PositionedReader): Promise<DiskI
     : new Uint8Array(0);
   const foreign = foreignImageFormat(head, tail);
   if (foreign !== undefined) {
+    const readable = READABLE_FOREIGN[foreign];
+    if (readable !== undefined) return readable;
     throw new TypeError(
       `Unsupported image format: this is a ${foreign} image; convert it with "qemu-img convert -O qcow2" (or -O raw) first, or give the format "raw" if it really is a raw disk`,
     );
@@ -78,12 +78,23 @@ export async function detectImageFormat(reader: PositionedReader): Promise<DiskI
   return "raw";
 }
 
+/** The formats {@linkcode foreignImageFormat} names that this library reads. */
+const READABLE_FOREIGN: Record<string, DiskImageFormat> = {
+  "VDI": "vdi",
+  "VHD": "vpc",
+  "VHD (fixed)": "vpc",
+  "VHDX": "vhdx",
+};
+
 /**
  * Opens a disk image for reading its virtual disk, in the format given by
  * `options.format` or detected from its magic.
  *
  * The other options go to the format's opener: `openBacking` and `zstd` to
- * {@linkcode openQcow2Image}, `openFile` to {@linkcode openVmdkImage}.
+ * {@linkcode openQcow2Image}, `openFile` to {@linkcode openVmdkImage};
+ * `memoryBudget` to every opener. `"vhdx"`, `"vpc"` (VHD) and `"vdi"` open
+ * with {@linkcode openVhdxImage}, {@linkcode openVpcImage} and
+ * {@linkcode openVdiImage}.
  * Closing the image closes `reader` and everything the image opened. If
  * opening fails, `reader` stays open (the caller closes it).
  *
@@ -116,9 +127,9 @@ export async function openDiskImage(
   options: OpenDiskImageOptions = {},
 ): Promise<DiskImage> {
   const requested = options.format ?? "auto";
-  if (!["auto", "raw", "qcow2", "vmdk"].includes(requested)) {
+  if (!["auto", "raw", "qcow2", "vmdk", "vhdx", "vpc", "vdi"].includes(requested)) {
     throw new TypeError(
-      `Invalid disk image format "${requested}": expected "auto", "raw", "qcow2" or "vmdk"`,
+      `Invalid disk image format "${requested}": expected "auto", "raw", "qcow2", "vmdk", "vhdx", "vpc" or "vdi"`,
     );
   }
   const format = requested === "auto" ? await detectImageFormat(reader) : requested;
@@ -127,6 +138,12 @@ export async function openDiskImage(
       return await openQcow2Image(reader, options);
     case "vmdk":
       return await openVmdkImage(reader, options);
+    case "vhdx":
+      return await openVhdxImage(reader, options);
+    case "vpc":
+      return await openVpcImage(reader, options);
+    case "vdi":
+      return await openVdiImage(reader, options);
     default:
       return await openRawImage(reader);
   }

@@ -394,8 +394,8 @@ Deno.test("vma create fails cleanly: existing archive, missing config or disk, o
       1,
     ],
     [
-      ["create", "e3.vma", "-d", "format=vhdx:disk0.raw"],
-      "vma: bdrv_open 'disk0.raw' failed - format 'vhdx' is not supported yet (raw, qcow2 and vmdk are)\n",
+      ["create", "e3.vma", "-d", "format=qed:disk0.raw"],
+      "vma: bdrv_open 'disk0.raw' failed - format 'qed' is not supported yet (raw, qcow2, vmdk, vhdx, vpc and vdi are)\n",
       1,
     ],
     [

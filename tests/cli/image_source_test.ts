@@ -109,9 +109,9 @@ Deno.test({
         }': No such file or directory`,
       );
       await rejectsWith(
-        openDiskImageSource(raw, "vdi"),
+        openDiskImageSource(raw, "qed"),
         CliError,
-        `bdrv_open '${raw}' failed - Unknown driver 'vdi'`,
+        `bdrv_open '${raw}' failed - Unknown driver 'qed'`,
       );
     } finally {
       await Deno.remove(dir, { recursive: true });

@@ -90,10 +90,10 @@ Deno.test("vma prints one line for file paths with newlines and escape sequences
         `vma: --vmid: ${quote(`o${FORGED}`)} is not a directory`,
       ],
       [
-        ["create", "o.vma", "-d", `format=vhdx:x=${FORGED}`],
+        ["create", "o.vma", "-d", `format=qed:x=${FORGED}`],
         `vma: bdrv_open ${
           quote(FORGED)
-        } failed - format 'vhdx' is not supported yet (raw, qcow2 and vmdk are)`,
+        } failed - format 'qed' is not supported yet (raw, qcow2, vmdk, vhdx, vpc and vdi are)`,
       ],
     ];
     for (const [args, line] of cases) {
