@@ -1,0 +1,239 @@
+// The VDI, VHD (vpc), VMDK and VHDX writers, checked with qemu-img and vmakit's readers.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { DiskImageWriter, PositionedWriter } from "../../src/image/disk_image_writer.ts";
+import { createVdiWriter } from "../../src/image/vdi_writer.ts";
+import { createVpcWriter } from "../../src/image/vpc_writer.ts";
+import { knownData, qemuMissing, qemuRaw, rejectsWith, run } from "../_disk_image_helpers.ts";
+import { openPositionedFile } from "./_positioned_file.ts";
+
+const ignore = qemuMissing !== undefined;
+const dir = await Deno.makeTempDir({ prefix: "vmakit-writers-" });
+addEventListener("unload", () => {
+  if (!Deno.env.get("KEEP")) Deno.removeSync(dir, { recursive: true });
+});
+
+type Factory = (target: PositionedWriter, size: number) => Promise<DiskImageWriter>;
+
+interface FormatCase {
+  format: string;
+  create: Factory;
+  /** Whether `qemu-img check` can check the format. */
+  checks: boolean;
+}
+
+const FORMATS: FormatCase[] = [
+  { format: "vdi", create: (t, s) => createVdiWriter(t, s), checks: true },
+  { format: "vpc", create: (t, s) => createVpcWriter(t, s), checks: false },
+];
+
+const MiB = 1024 * 1024;
+
+/** A seeded permutation of 0..n-1. */
+function shuffled(n: number, seed: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  let s = seed >>> 0 || 1;
+  for (let i = n - 1; i > 0; i--) {
+    s = Math.imul(s ^ (s >>> 15), 2246822507) + 12345 >>> 0;
+    const j = s % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+/**
+ * Writes `data` the way `extractVma` does: 64 KiB clusters in a shuffled
+ * order, each as runs of its non-zero 4 KiB blocks.
+ */
+async function writeLikeVma(writer: DiskImageWriter, data: Uint8Array, seed: number) {
+  const CLUSTER = 65536;
+  const BLOCK = 4096;
+  for (const cluster of shuffled(Math.ceil(data.length / CLUSTER), seed)) {
+    const end = Math.min(data.length, (cluster + 1) * CLUSTER);
+    let run: number | undefined;
+    for (let at = cluster * CLUSTER;; at += BLOCK) {
+      const block = data.subarray(at, Math.min(at + BLOCK, end));
+      const zero = at >= end || block.every((b) => b === 0);
+      if (!zero && run === undefined) run = at;
+      if (zero && run !== undefined) {
+        await writer.write(run, data.slice(run, at));
+        run = undefined;
+      }
+      if (at >= end) break;
+    }
+  }
+}
+
+async function qemuJson(...args: string[]): Promise<Record<string, unknown>> {
+  const out = await new Deno.Command("qemu-img", { args, stdout: "piped", stderr: "piped" })
+    .output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success && args[0] !== "check") {
+    throw new Error(`qemu-img ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return JSON.parse(text);
+}
+
+/** Writes `data` to a new image and checks it with qemu-img: info, check, compare. */
+async function writeAndCheck(c: FormatCase, name: string, data: Uint8Array, seed: number) {
+  const path = join(dir, `${name}.${c.format}`);
+  const file = await openPositionedFile(path);
+  try {
+    const writer = await c.create(file, data.length);
+    assert.equal(writer.format, c.format);
+    assert.equal(writer.size, Math.ceil(data.length / 512) * 512);
+    await writeLikeVma(writer, data, seed);
+    await writer.close();
+  } finally {
+    file.close();
+  }
+  const info = await qemuJson("info", "--output=json", "-f", c.format, path);
+  assert.equal(info.format, c.format);
+  assert.equal(info["virtual-size"], Math.ceil(data.length / 512) * 512);
+  if (c.checks) {
+    const check = await qemuJson("check", "--output=json", "-f", c.format, path);
+    assert.equal(check["check-errors"], 0, JSON.stringify(check));
+    assert.equal(check.corruptions ?? 0, 0, JSON.stringify(check));
+    assert.equal(check.leaks ?? 0, 0, JSON.stringify(check));
+  }
+  const raw = join(dir, `${name}.raw`);
+  await Deno.writeFile(raw, data);
+  await run("qemu-img", "compare", "-f", "raw", "-F", c.format, raw, path);
+  const back = await qemuRaw(path, dir);
+  assert.equal(back.length, Math.ceil(data.length / 512) * 512);
+  assert.ok(back.subarray(0, data.length).every((b, i) => b === data[i]), `${name}: data differ`);
+  return path;
+}
+
+for (const c of FORMATS) {
+  Deno.test({
+    name:
+      `create${c.format} writer: out-of-order data, odd sizes and all-zero disks read back in qemu-img`,
+    ignore,
+    async fn() {
+      await writeAndCheck(c, "odd", knownData(5 * MiB + 12345, 3), 1);
+      await writeAndCheck(c, "sector", knownData(3 * MiB + 512, 4), 2);
+      await writeAndCheck(c, "zero", new Uint8Array(7 * MiB + 4096), 3);
+      await writeAndCheck(c, "tiny", knownData(1000, 5), 4);
+      await writeAndCheck(c, "empty", new Uint8Array(0), 5);
+    },
+  });
+}
+
+/** A target in memory that can be told to fail. */
+function memoryTarget(): PositionedWriter & { fail?: Error; bytes: () => number } {
+  let size = 0;
+  const target = {
+    fail: undefined as Error | undefined,
+    bytes: () => size,
+    write(position: number, data: Uint8Array): Promise<void> {
+      if (target.fail) return Promise.reject(target.fail);
+      size = Math.max(size, position + data.length);
+      return Promise.resolve();
+    },
+    truncate(to: number): Promise<void> {
+      size = to;
+      return Promise.resolve();
+    },
+  };
+  return target;
+}
+
+const LIMITS: Record<string, number> = {
+  vdi: 0x1fffff8000000,
+  vpc: 0xff000000 * 512,
+};
+
+for (const c of FORMATS) {
+  const f = c.format;
+  Deno.test(`create${f} writer rejects writes past the size, after close, and bad arguments`, async () => {
+    const writer = await c.create(memoryTarget(), 3 * MiB + 100);
+    assert.equal(writer.size, 3 * MiB + 512);
+    await rejectsWith(
+      writer.write(3 * MiB, new Uint8Array(1024)),
+      RangeError,
+      `Cannot write to the ${f} image: 1024 bytes at offset ${3 * MiB} end past the virtual size ${
+        3 * MiB + 512
+      }`,
+    );
+    await rejectsWith(
+      writer.write(-1, new Uint8Array(1)),
+      RangeError,
+      `Cannot write to the ${f} image: the offset -1 is invalid`,
+    );
+    await rejectsWith(
+      writer.write(0, [1, 2] as unknown as Uint8Array),
+      TypeError,
+      `Cannot write to the ${f} image: the data is not a Uint8Array`,
+    );
+    await writer.write(0, new Uint8Array(512).fill(1));
+    await writer.close();
+    await rejectsWith(
+      writer.write(0, new Uint8Array(512)),
+      TypeError,
+      `Cannot write to the ${f} image: it is closed`,
+    );
+    await rejectsWith(
+      writer.close(),
+      TypeError,
+      `Cannot close the ${f} image: it is already closed`,
+    );
+    const limit = LIMITS[f];
+    await rejectsWith(
+      c.create(memoryTarget(), limit + 1),
+      RangeError,
+      `Cannot create a ${f} image of ${limit + 1} bytes: the format holds at most ${limit} bytes`,
+    );
+    await c.create(memoryTarget(), limit); // the limit itself is fine
+    await rejectsWith(
+      c.create(memoryTarget(), 1.5),
+      RangeError,
+      `Cannot create a ${f} image: the size 1.5 is not a byte count`,
+    );
+    await rejectsWith(
+      c.create({} as PositionedWriter, 1),
+      TypeError,
+      `Cannot create a ${f} image: the target is not a PositionedWriter (write and truncate)`,
+    );
+  });
+
+  Deno.test(`create${f} writer: a failed target write is sticky`, async () => {
+    const target = memoryTarget();
+    const writer = await c.create(target, 8 * MiB);
+    const failure = new Error("disk full");
+    target.fail = failure;
+    await assert.rejects(writer.write(0, new Uint8Array(4096).fill(1)), (e) => e === failure);
+    target.fail = undefined;
+    await assert.rejects(writer.write(4 * MiB, new Uint8Array(4096).fill(1)), (e) => e === failure);
+    await assert.rejects(writer.close(), (e) => e === failure);
+  });
+
+  Deno.test({
+    name: `create${f} writer: overlapping writes, the last one wins`,
+    ignore,
+    async fn() {
+      const path = join(dir, `overlap.${f}`);
+      const file = await openPositionedFile(path);
+      const expected = new Uint8Array(4 * MiB);
+      try {
+        const writer = await c.create(file, expected.length);
+        const writes: [number, number, number][] = [[0, 2 * MiB, 1], [MiB, 1536 * 1024, 2], [
+          MiB + 512,
+          4096,
+          3,
+        ]];
+        for (const [at, length, value] of writes) {
+          const bytes = new Uint8Array(length).fill(value);
+          expected.set(bytes, at);
+          await writer.write(at, bytes);
+        }
+        await writer.close();
+      } finally {
+        file.close();
+      }
+      const raw = join(dir, `overlap-${f}.raw`);
+      await Deno.writeFile(raw, expected);
+      await run("qemu-img", "compare", "-f", "raw", "-F", f, raw, path);
+    },
+  });
+}
