@@ -5,6 +5,7 @@ import type { DiskImageWriter, PositionedWriter } from "../../src/image/disk_ima
 import { createVdiWriter } from "../../src/image/vdi_writer.ts";
 import { createVpcWriter } from "../../src/image/vpc_writer.ts";
 import { createVmdkWriter } from "../../src/image/vmdk_writer.ts";
+import { createVhdxWriter } from "../../src/image/vhdx_writer.ts";
 import {
   checkAgainstQemu,
   knownData,
@@ -50,6 +51,13 @@ const FORMATS: FormatCase[] = [
     limit: 0xff000000 * 512,
     create: (t, s) => createVpcWriter(t, s),
     checks: false,
+  },
+  {
+    format: "vhdx",
+    label: "createVhdxWriter",
+    limit: 64 * 1024 ** 4,
+    create: (t, s) => createVhdxWriter(t, s),
+    checks: true,
   },
   {
     format: "vmdk",
