@@ -16,6 +16,8 @@ import {
   run,
 } from "../_disk_image_helpers.ts";
 import { openPositionedFile } from "./_positioned_file.ts";
+import { extractVma, VmaReader, VmaWriter } from "../../mod.ts";
+import { FIXED_CTIME, FIXED_UUID } from "../_helpers.ts";
 
 const ignore = qemuMissing !== undefined;
 const dir = await Deno.makeTempDir({ prefix: "vmakit-writers-" });
@@ -426,3 +428,48 @@ for (const [label, size, format, limit] of SCALE) {
     },
   });
 }
+
+Deno.test({
+  name: "Image writers are extractVma sinks: devices whose clusters came out of order",
+  ignore,
+  async fn() {
+    const disks: [string, Uint8Array][] = [
+      ["drive-scsi0", knownData(6 * MiB + 12800, 21)],
+      ["drive-scsi1", new Uint8Array(3 * MiB + 4096)], // all zeros
+      ["drive-virtio2", knownData(2 * MiB + 512, 22)],
+    ];
+    const vma = new VmaWriter({ uuid: FIXED_UUID, ctime: FIXED_CTIME });
+    const devices = disks.map(([name, data]) => vma.addDevice(name, data.length));
+    const archive = new Response(vma.readable).bytes();
+    for (const [i, device] of devices.entries()) {
+      const data = disks[i][1];
+      for (const cluster of shuffled(Math.ceil(data.length / 65536), 40 + i)) {
+        await device.write(cluster * 65536, data.slice(cluster * 65536, (cluster + 1) * 65536));
+      }
+      await device.close();
+    }
+    await vma.close();
+    const bytes = await archive;
+    for (const c of FORMATS) {
+      const files = new Map<string, Awaited<ReturnType<typeof openPositionedFile>>>();
+      const path = (name: string) =>
+        join(dir, `vma-${name}-${c.label.replace(" ", "-")}.${c.format}`);
+      try {
+        await extractVma(new VmaReader(ReadableStream.from([bytes])), {
+          async device(device) {
+            const file = await openPositionedFile(path(device.name));
+            files.set(device.name, file);
+            return await c.create(file, device.size);
+          },
+        });
+      } finally {
+        for (const file of files.values()) file.close();
+      }
+      for (const [name, data] of disks) {
+        const raw = join(dir, `vma-${name}.raw`);
+        await Deno.writeFile(raw, data);
+        await run("qemu-img", "compare", "-f", "raw", "-F", c.format, raw, path(name));
+      }
+    }
+  },
+});
