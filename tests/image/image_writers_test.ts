@@ -21,9 +21,7 @@ import { FIXED_CTIME, FIXED_UUID } from "../_helpers.ts";
 
 const ignore = qemuMissing !== undefined;
 const dir = await Deno.makeTempDir({ prefix: "vmakit-writers-" });
-addEventListener("unload", () => {
-  if (!Deno.env.get("KEEP")) Deno.removeSync(dir, { recursive: true });
-});
+addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
 
 type Factory = (target: PositionedWriter, size: number) => Promise<DiskImageWriter>;
 
