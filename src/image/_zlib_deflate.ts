@@ -272,6 +272,7 @@ export class ZlibDeflater {
     let bits = this.#bits;
     let count = this.#count;
     let pos = 0;
+    let misses = 0;
     while (pos < n) {
       let bestLength = 0;
       let bestDistance = 0;
@@ -322,11 +323,22 @@ export class ZlibDeflater {
           prev[pos & (WINDOW - 1)] = head[h];
           head[h] = pos;
         }
+        misses = 0;
       } else {
-        const symbol = input[pos];
-        bits |= LIT_CODE[symbol] << count;
-        count += LIT_LENGTH[symbol];
-        pos++;
+        // After a run of misses, emit more literals per search (as Snappy
+        // does), so incompressible data costs little.
+        const end = Math.min(n, pos + 1 + (misses++ >> 5));
+        for (; pos < end; pos++) {
+          const symbol = input[pos];
+          bits |= LIT_CODE[symbol] << count;
+          count += LIT_LENGTH[symbol];
+          if (count >= 16) {
+            out[at++] = bits & 0xff;
+            out[at++] = (bits >>> 8) & 0xff;
+            bits >>>= 16;
+            count -= 16;
+          }
+        }
       }
       while (count >= 8) {
         out[at++] = bits & 0xff;
