@@ -42,3 +42,4 @@ export * from "./src/image/qcow2_image.ts";
 export * from "./src/image/vmdk_image.ts";
 export * from "./src/image/open_disk_image.ts";
 export * from "./src/compress/lzop_decompression_stream.ts";
+export * from "./src/compress/compression.ts";
