@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { gzipSync, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import { createZstdDecompress } from "node:zlib";
-import { type Compression, detectCompression, verifyVma, VmaReader } from "../../mod.ts";
+import { type Compression, detectCompression, verifyVma, VmaReader, VmaWriter } from "../../mod.ts";
 import { nodeTransformToWeb } from "../../src/compress/_node_transform.ts";
 import { chunked, gunzip, testdata } from "../_helpers.ts";
 
@@ -132,4 +132,78 @@ Deno.test("detectCompression finds each magic and nothing in a plain archive", (
     "lzop",
   );
   assert.equal(detectCompression(new Uint8Array([0x89, 0x4c, 0x5a])), "none");
+});
+
+Deno.test({
+  name:
+    "VmaReader verifies a 512 MiB zstd bomb (64 MiB frames) as a library user in bounded memory",
+  ignore: !(await Deno.stat("/usr/bin/time").then(() => true, () => false)),
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      // One 512 MiB device of 0x01 bytes: 512 MiB of archive, a few hundred KiB of zstd.
+      const size = 512 << 20;
+      const writer = new VmaWriter({ uuid: "00000000-0000-4000-8000-000000000003" });
+      writer.addConfig("qemu-server.conf", "memory: 512\n");
+      const device = writer.addDevice("drive-scsi0", size);
+      const produce = (async () => {
+        const cluster = new Uint8Array(65536).fill(1);
+        for (let at = 0; at < size; at += cluster.length) await device.write(at, cluster);
+        await writer.close();
+      })();
+      const frames: Uint8Array[] = [];
+      const frame = new Uint8Array(64 << 20);
+      let filled = 0;
+      let total = 0;
+      for await (const chunk of writer.readable) {
+        total += chunk.length;
+        for (let at = 0; at < chunk.length;) {
+          const n = Math.min(chunk.length - at, frame.length - filled);
+          frame.set(chunk.subarray(at, at + n), filled);
+          filled += n;
+          at += n;
+          if (filled === frame.length) {
+            frames.push(zstdCompressSync(frame));
+            filled = 0;
+          }
+        }
+      }
+      await produce;
+      frames.push(zstdCompressSync(frame.subarray(0, filled)));
+      const archive = concat(frames);
+      assert.ok(archive.length < 4 << 20 && frames.length === 9, `${archive.length} bytes`);
+      await Deno.writeFile(`${dir}/bomb.vma.zst`, archive);
+      await Deno.writeTextFile(
+        `${dir}/main.ts`,
+        `import { verifyVma, VmaReader } from ${
+          JSON.stringify(new URL("../../mod.ts", import.meta.url).href)
+        };
+const file = await Deno.open(Deno.args[0]);
+const reader = new VmaReader(file.readable);
+const summary = await verifyVma(reader);
+console.log(reader.compression, reader.bytesRead, summary.storedBytes);
+`,
+      );
+      const out = await new Deno.Command("/usr/bin/time", {
+        args: ["-f", "%M", Deno.execPath(), "run", "--allow-read", "main.ts", "bomb.vma.zst"],
+        cwd: dir,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, stderr);
+      const [compression, bytesRead] = new TextDecoder().decode(out.stdout).split(" ");
+      assert.equal(compression, "zstd");
+      assert.equal(Number(bytesRead), total); // every frame decoded
+      const peakKiB = Number(stderr.trim().split("\n").at(-1));
+      console.log(
+        `VmaReader: ${total} bytes of archive from ${archive.length} bytes of zstd, peak RSS ${
+          Math.round(peakKiB / 1024)
+        } MiB`,
+      );
+      assert.ok(peakKiB > 0 && peakKiB < 200 * 1024, `peak RSS ${peakKiB} KiB`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
