@@ -28,7 +28,9 @@ let zlibPromise: Promise<Zlib | undefined> | undefined;
 
 /** node:zlib, or undefined where the runtime has none (browsers). */
 function loadZlib(): Promise<Zlib | undefined> {
-  // A variable specifier: bundlers for the browser leave it alone.
+  // A variable specifier: browser bundlers (webpack, Vite) leave it alone
+  // instead of failing to resolve node:zlib. `deno publish` warns that it
+  // cannot analyze it; a node: built-in needs no rewriting.
   const name = "node:zlib";
   zlibPromise ??= import(name).then((m: Zlib) => m, () => undefined);
   return zlibPromise;
