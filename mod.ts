@@ -3,9 +3,11 @@
  * files that `qmrestore` restores) with WHATWG streams, in any runtime.
  *
  * {@linkcode VmaWriter} turns configs and disk images into an archive stream;
- * {@linkcode VmaReader} parses one back, checking everything Proxmox's own
- * reader checks and more; {@linkcode verifyVma} and {@linkcode extractVma}
- * are built on it.
+ * {@linkcode VmaReader} parses one back, plain or compressed as vzdump writes
+ * it (zstd, gzip, lzop: {@linkcode detectCompression}), checking everything
+ * Proxmox's own reader checks and more; {@linkcode verifyVma} and
+ * {@linkcode extractVma} are built on it. File access in Deno:
+ * `@vmakit/vma/deno`.
  *
  * @example Writing an archive and reading it back
  * ```ts
@@ -49,3 +51,4 @@ export * from "./src/image/vpc_writer.ts";
 export * from "./src/image/vmdk_writer.ts";
 export * from "./src/image/vhdx_writer.ts";
 export * from "./src/compress/lzop_decompression_stream.ts";
+export * from "./src/compress/compression.ts";

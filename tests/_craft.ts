@@ -2,7 +2,7 @@
 // can make archives the writer refuses to make (docs: vma-format.md, sections
 // 1 and 2). Also splitting an archive into its header and extents, for the
 // fuzzer. Test helper only.
-import { md5 } from "@noble/hashes/legacy.js";
+import { md5 } from "npm:@noble/hashes@^2.0.1/legacy.js";
 
 export const HEADER_FIXED_SIZE = 12288;
 export const EXTENT_HEADER_SIZE = 512;

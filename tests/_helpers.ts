@@ -1,5 +1,5 @@
 // Shared helpers of the library tests.
-import { md5 } from "@noble/hashes/legacy.js";
+import { md5 } from "npm:@noble/hashes@^2.0.1/legacy.js";
 import { type VmaDevice, VmaReader, VmaWriter, type VmaWriterOptions } from "../mod.ts";
 import { extractVma } from "../src/vma/extract_vma.ts";
 

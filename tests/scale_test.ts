@@ -229,7 +229,7 @@ Deno.test("VmaWriter takes a device of 2^32 clusters (256 TiB) and refuses one b
 
 Deno.test("ClusterSet behaves as a Set of cluster numbers, sparse pages and bitmaps alike", async () => {
   const { ClusterSet } = await import("../src/vma/_cluster_set.ts");
-  const fc = (await import("fast-check")).default;
+  const fc = (await import("npm:fast-check@^4.3.0")).default;
   fc.assert(
     fc.property(
       fc.array(

@@ -1,10 +1,8 @@
 // Opening an archive for reading: a file or `-` (stdin), read in large pieces,
 // with zstd/gzip/lzop compression detected by magic bytes and undone.
 import { CliError, describeError } from "./_errors.ts";
-import { nodeTransformToWeb } from "./_node_stream.ts";
-import { createGunzip, createZstdDecompress } from "node:zlib";
-import { LzopDecompressionStream } from "../compress/lzop_decompression_stream.ts";
-import { ZstdFrameScanner } from "../compress/_zstd_frames.ts";
+import { type Compression, detectCompression } from "../compress/compression.ts";
+import { decodeStream } from "../compress/_decompress.ts";
 
 /** Bytes per read from a file: large pieces keep per-chunk overhead small. */
 export const READ_CHUNK_SIZE = 4 * 1024 * 1024;
@@ -13,27 +11,7 @@ const SNIFF_SIZE = 65536;
 /** Pipes return at most a pipe buffer per read; gather at least this much per chunk. */
 const PIPE_MIN_CHUNK = 1024 * 1024;
 
-/** The compressions `vzdump` writes, and none. */
-export type Compression = "none" | "zstd" | "gzip" | "lzop";
-
-const MAGIC: [Compression, number[]][] = [
-  ["zstd", [0x28, 0xb5, 0x2f, 0xfd]],
-  // A skippable frame first (pzstd writes one before each frame): magic 0x184d2a5?.
-  ...Array.from({ length: 16 }, (_, i): [Compression, number[]] => [
-    "zstd",
-    [0x50 + i, 0x2a, 0x4d, 0x18],
-  ]),
-  ["gzip", [0x1f, 0x8b]],
-  ["lzop", [0x89, 0x4c, 0x5a, 0x4f, 0x00, 0x0d, 0x0a, 0x1a, 0x0a]],
-];
-
-/** The compression whose magic `head` starts with, or "none". */
-export function detectCompression(head: Uint8Array): Compression {
-  for (const [name, magic] of MAGIC) {
-    if (head.length >= magic.length && magic.every((b, i) => head[i] === b)) return name;
-  }
-  return "none";
-}
+export { type Compression, detectCompression };
 
 interface Source {
   read(p: Uint8Array): Promise<number | null>;
@@ -259,106 +237,6 @@ export function decompress(
   raw: ReadableStream<Uint8Array>,
   compression: Compression,
 ): ReadableStream<Uint8Array> {
-  switch (compression) {
-    case "none":
-      return raw;
-    case "gzip":
-      return labelErrors(
-        raw.pipeThrough(nodeTransformToWeb(createGunzip({ chunkSize: 256 * 1024 }))),
-        "gzip",
-      );
-    case "zstd":
-      return labelErrors(zstdDecompress(raw), "zstd");
-    case "lzop":
-      return labelErrors(raw.pipeThrough(new LzopDecompressionStream()), "lzop");
-  }
-}
-
-/**
- * Decodes every frame of a zstd stream, as `zstd -dc` does (Deno's node:zlib
- * decoder stops after the first frame and ignores the rest): the frames are
- * split apart without decoding (`ZstdFrameScanner`, which drops skippable
- * frames and refuses anything else), and each goes through a fresh decoder.
- * One decoder at a time, fed a piece of at most 32 blocks (4 MiB of output)
- * at a time with backpressure, so memory stays bounded.
- */
-function zstdDecompress(raw: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-  const scanner = new ZstdFrameScanner();
-  const input = raw.getReader();
-  /** The decoders' outputs, in frame order; the first is being read. */
-  const outputs: ReadableStreamDefaultReader<Uint8Array>[] = [];
-  let writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
-  let fed = false;
-  let failure: { error: unknown } | undefined;
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    wake?.();
-    wake = undefined;
-  };
-  const stop = (error: unknown) => {
-    if (failure === undefined) failure = { error };
-    writer?.abort(error).catch(() => {});
-    writer = undefined;
-    input.cancel(error).catch(() => {});
-    // A destroyed decoder's output never ends: end the reads waiting on it.
-    for (const output of outputs) output.cancel(error).catch(() => {});
-    notify();
-  };
-
-  const feed = async () => {
-    for (;;) {
-      const r = await input.read();
-      if (r.done) break;
-      for (const piece of scanner.push(r.value)) {
-        if (writer === undefined) {
-          const decoder = nodeTransformToWeb(createZstdDecompress({ chunkSize: 256 * 1024 }));
-          writer = decoder.writable.getWriter();
-          outputs.push(decoder.readable.getReader());
-          notify();
-        }
-        if (piece.bytes.length > 0) await writer.write(piece.bytes);
-        if (piece.end) {
-          await writer.close();
-          writer = undefined;
-        }
-      }
-    }
-    scanner.finish();
-  };
-  feed().then(() => {
-    fed = true;
-    notify();
-  }, stop);
-
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      for (;;) {
-        if (failure !== undefined) throw failure.error;
-        const output = outputs[0];
-        if (output !== undefined) {
-          let r: ReadableStreamReadResult<Uint8Array>;
-          try {
-            r = await output.read();
-          } catch (e) {
-            stop(e);
-            throw e;
-          }
-          if (!r.done) {
-            controller.enqueue(r.value);
-            return;
-          }
-          outputs.shift();
-          continue;
-        }
-        if (fed) {
-          controller.close();
-          return;
-        }
-        await new Promise<void>((resolve) => (wake = resolve));
-      }
-    },
-    cancel(reason) {
-      stop(reason ?? new TypeError("The stream was cancelled"));
-    },
-  }, { highWaterMark: 0 });
+  if (compression === "none") return raw;
+  return labelErrors(decodeStream(raw, compression), compression);
 }

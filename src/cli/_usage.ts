@@ -31,29 +31,3 @@ Every failure is one line on stderr, starting with 'vma: ', except the 255
 one, which is Proxmox's line as it prints it: unable to find configuration
 data '<name>'.
 `;
-
-/**
- * Synopsis and help of the commands not yet declared as a command record
- * (`verify`); the others keep theirs beside `run` (see `_command.ts`).
- */
-export const SYNOPSIS: Record<string, string> = {
-  verify: "usage: vma verify <filename> [-v]",
-};
-
-/** `vma <command> --help` of the commands in {@linkcode SYNOPSIS}. */
-export const HELP: Record<string, string> = {
-  verify: `${SYNOPSIS.verify}
-
-Reads the whole archive and checks every header, extent and cluster, without
-writing anything. Unlike Proxmox's vma verify, it also fails when a cluster
-of a device is missing (Proxmox notices that only at extract time) and on
-bytes after the last extent.
-
-Options:
-  -v, --verbose   print the list block, then Proxmox's progress lines and
-                  summary on standard output
-      --no-progress  no progress bar (it is shown on stderr only when stderr
-                  is a terminal and -v is not given)
-  -h, --help      show this help
-`,
-};

@@ -7,27 +7,22 @@
 import { BrokenPipeError, CliError, UsageError } from "./_errors.ts";
 import { runCleanup } from "./_cleanup.ts";
 import { writeStderr, writeStdout } from "./_stdio.ts";
-import { MAIN_HELP, SYNOPSIS, USAGE, VERSION } from "./_usage.ts";
+import { MAIN_HELP, USAGE, VERSION } from "./_usage.ts";
 import { type Command, runCommand } from "./_command.ts";
 import { list } from "./list.ts";
 import { config } from "./config.ts";
-import { verifyCommand } from "./verify.ts";
+import { verify } from "./verify.ts";
 import { extract } from "./extract.ts";
 import { create } from "./create.ts";
 import { oneLine, shownQuoted } from "./_quote.ts";
 
 /** The commands declared as records: main handles their help and positionals. */
 const RECORDS: Record<string, Command> = Object.fromEntries(
-  [list, config, create, extract].map((c) => [c.name, c as unknown as Command]),
+  [list, config, verify, create, extract].map((c) => [c.name, c as unknown as Command]),
 );
 
-/** Commands that still parse their own arguments. */
-const FUNCTIONS: Record<string, (args: string[]) => Promise<number>> = {
-  verify: verifyCommand,
-};
-
 function synopsis(command: string): string {
-  return RECORDS[command]?.synopsis ?? SYNOPSIS[command];
+  return RECORDS[command]?.synopsis ?? `usage: vma ${command}`;
 }
 
 /**
@@ -54,10 +49,8 @@ export async function main(args: string[]): Promise<number> {
       return 0;
     }
     const record = Object.hasOwn(RECORDS, command) ? RECORDS[command] : undefined;
-    if (record) return await runCommand(record, rest);
-    const run = Object.hasOwn(FUNCTIONS, command) ? FUNCTIONS[command] : undefined;
-    if (!run) throw new UsageError(`unknown command ${shownQuoted(command)}`);
-    return await run(rest);
+    if (!record) throw new UsageError(`unknown command ${shownQuoted(command)}`);
+    return await runCommand(record, rest);
   } catch (e) {
     runCleanup();
     if (e instanceof BrokenPipeError) return 1;

@@ -1,5 +1,12 @@
 // Exact-size reads from an archive stream, for the reader. Private to the library.
 import { MAX_EXTENT_SIZE } from "./_layout.ts";
+import {
+  type Compression,
+  COMPRESSION_MAGIC_SIZE,
+  type DecompressionOptions,
+  detectCompression,
+} from "../compress/compression.ts";
+import { decodeStream } from "../compress/_decompress.ts";
 
 const EMPTY = new Uint8Array(0);
 /** Size of the read-ahead window (byte streams, once `readAhead` is set). */
@@ -29,11 +36,17 @@ export class ByteSource {
   position = 0;
   /** Read byte streams ahead in windows (set once the header is read). */
   readAhead = false;
+  /** The compression found at the start of the stream (undefined before the first read). */
+  compression: Compression | undefined;
+  #options: DecompressionOptions;
+  /** The caller's reader, while a decoder reads from it. */
+  #outer: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader | undefined;
 
-  constructor(readable: ReadableStream<Uint8Array>) {
+  constructor(readable: ReadableStream<Uint8Array>, options: DecompressionOptions = {}) {
     if (!(readable instanceof ReadableStream)) {
       throw new TypeError("Cannot read the archive: it must be a ReadableStream");
     }
+    this.#options = options;
     try {
       this.#byob = readable.getReader({ mode: "byob" });
     } catch {
@@ -47,6 +60,7 @@ export class ByteSource {
    * BYOB read transfers it).
    */
   async read(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
+    if (this.compression === undefined) await this.#sniff();
     if (this.#byob !== undefined) {
       if (this.readAhead || this.#winEnd > this.#winStart) {
         if (n <= MAX_EXTENT_SIZE) return await this.#readAhead(n, scratch);
@@ -57,7 +71,10 @@ export class ByteSource {
       const parts: Uint8Array[] = [];
       let got = 0;
       while (got < n) {
-        const part = await this.#readByob(Math.min(MAX_EXTENT_SIZE, n - got));
+        const k = Math.min(MAX_EXTENT_SIZE, n - got);
+        const part = this.#winEnd > this.#winStart
+          ? await this.#readAhead(k)
+          : await this.#readByob(k);
         parts.push(part);
         got += part.length;
         if (part.length === 0 || this.#eof) break;
@@ -102,6 +119,88 @@ export class ByteSource {
     this.#winStart += n;
     this.position += n;
     return out;
+  }
+
+  /**
+   * Looks at the first bytes for a compression magic. Uncompressed, they stay
+   * buffered (in the window or the chunks) and the stream is read as before;
+   * compressed, the stream (those bytes first) goes through its decoder and
+   * the decoded bytes are read instead.
+   */
+  async #sniff(): Promise<void> {
+    let head: Uint8Array;
+    if (this.#byob !== undefined) {
+      while (this.#winEnd - this.#winStart < COMPRESSION_MAGIC_SIZE && !this.#eof) {
+        await this.#fillWindow();
+      }
+      head = new Uint8Array(
+        this.#win ?? new ArrayBuffer(0),
+        this.#winStart,
+        this.#winEnd - this.#winStart,
+      );
+    } else {
+      while (this.#buffered < COMPRESSION_MAGIC_SIZE && !this.#eof) {
+        const { done, value } = await this.#reader!.read();
+        if (done) {
+          this.#eof = true;
+          break;
+        }
+        if (!(value instanceof Uint8Array)) {
+          throw new TypeError(
+            "Cannot read the archive: the stream gave a chunk that is not a Uint8Array",
+          );
+        }
+        if (value.length === 0) continue;
+        this.#chunks.push(value);
+        this.#buffered += value.length;
+      }
+      head = new Uint8Array(Math.min(COMPRESSION_MAGIC_SIZE, this.#buffered));
+      let at = 0;
+      for (let i = this.#head; at < head.length; i++) {
+        const k = Math.min(this.#chunks[i].length, head.length - at);
+        head.set(this.#chunks[i].subarray(0, k), at);
+        at += k;
+      }
+    }
+    const compression = detectCompression(head);
+    this.compression = compression;
+    if (compression === "none") return;
+    // The bytes already read, then the rest of the caller's stream.
+    const first: Uint8Array[] = this.#byob !== undefined
+      ? [head.slice()]
+      : this.#chunks.slice(this.#head);
+    const outer = this.#byob ?? this.#reader!;
+    const byob = this.#byob;
+    const reader = this.#reader;
+    let eof = this.#eof;
+    const raw = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const next = first.shift();
+        if (next !== undefined) return controller.enqueue(next);
+        if (eof) return controller.close();
+        const { done, value } = byob !== undefined
+          ? await byob.read(new Uint8Array(256 * 1024))
+          : await reader!.read();
+        if (value !== undefined && value.length > 0) controller.enqueue(value);
+        if (done) {
+          eof = true;
+          controller.close();
+        }
+      },
+      cancel(reason) {
+        return outer.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
+    this.#outer = outer;
+    this.#byob = undefined;
+    this.#reader = labelled(decodeStream(raw, compression, this.#options), compression)
+      .getReader();
+    this.#chunks = [];
+    this.#head = 0;
+    this.#buffered = 0;
+    this.#win = undefined;
+    this.#winStart = this.#winEnd = 0;
+    this.#eof = false;
   }
 
   async #readByob(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
@@ -219,13 +318,47 @@ export class ByteSource {
     const reader = this.#byob ?? this.#reader!;
     if (!this.#eof) await reader.cancel().catch(() => {});
     reader.releaseLock();
+    this.#outer?.releaseLock();
   }
 
   async cancel(reason?: unknown): Promise<void> {
     if (this.#released) return;
     this.#released = true;
     const reader = this.#byob ?? this.#reader!;
-    await reader.cancel(reason);
-    reader.releaseLock();
+    try {
+      await reader.cancel(reason);
+    } finally {
+      reader.releaseLock();
+      this.#outer?.releaseLock();
+    }
   }
+}
+
+/**
+ * A decoder's failure as `<compression> decompression failed - <why>`: a
+ * SyntaxError (corrupt data); TypeErrors (no decoder) and RangeErrors (a
+ * limit, such as a zstd window too large) keep their class and message.
+ */
+function labelled(
+  readable: ReadableStream<Uint8Array>,
+  compression: Compression,
+): ReadableStream<Uint8Array> {
+  const reader = readable.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await reader.read();
+      } catch (e) {
+        if (e instanceof TypeError || e instanceof RangeError) throw e;
+        const why = e instanceof Error ? e.message : String(e);
+        throw new SyntaxError(`${compression} decompression failed - ${why}`, { cause: e });
+      }
+      if (r.done) controller.close();
+      else controller.enqueue(r.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
 }

@@ -1,7 +1,7 @@
 // MD5 (RFC 1321) specialised for the one message the format hashes most: the
 // 512-byte extent header with its 16-byte MD5 field (offset 24) taken as zero.
-// The general case (the archive header) stays with @noble/hashes; this one is
-// written for speed, since a sparse archive is mostly extent headers, and is
+// `md5` below hashes any message (the archive header); `extentMd5` is
+// written for speed, since a sparse archive is mostly extent headers. Both are
 // tested against @noble/hashes. Private to the library.
 
 /** The 144 words hashed: 128 from the header, then the padding block. */
@@ -251,4 +251,55 @@ export function extentMd5Matches(head: Uint8Array): boolean {
     if (head[24 + i] !== ((STATE[i >>> 2] >>> ((i & 3) * 8)) & 0xff)) return false;
   }
   return true;
+}
+
+/** Loads the 64-byte block of `bytes` at `at` into words 0..15 of `M`. */
+function loadBlock(bytes: Uint8Array, at: number): void {
+  for (let w = 0, b = at; w < 16; w++, b += 4) {
+    M[w] = bytes[b] | (bytes[b + 1] << 8) | (bytes[b + 2] << 16) | (bytes[b + 3] << 24);
+  }
+}
+
+/** Hashes the block in words 0..15 of `M` into `STATE`. */
+function hashBlock(): void {
+  V.set(STATE);
+  roundF(0);
+  roundG(0);
+  roundH(0);
+  roundI(0);
+  for (let i = 0; i < 4; i++) STATE[i] = (STATE[i] + V[i]) | 0;
+}
+
+/**
+ * The MD5 (RFC 1321) of any message: the archive header, whose MD5 used to
+ * come from npm:@noble/hashes. Done here so that the library and the CLI
+ * import no npm package at all (a first run then fetches nothing).
+ */
+export function md5(bytes: Uint8Array): Uint8Array {
+  STATE[0] = 0x67452301;
+  STATE[1] = 0xefcdab89 | 0;
+  STATE[2] = 0x98badcfe | 0;
+  STATE[3] = 0x10325476;
+  const whole = bytes.length - (bytes.length % 64);
+  for (let at = 0; at < whole; at += 64) {
+    loadBlock(bytes, at);
+    hashBlock();
+  }
+  // The padding: a 1 bit, zeros, and the length in bits as 64 bits little-endian.
+  const tail = new Uint8Array(128);
+  tail.set(bytes.subarray(whole));
+  const rest = bytes.length - whole;
+  tail[rest] = 0x80;
+  const end = rest < 56 ? 64 : 128;
+  const bits = bytes.length * 8;
+  const view = new DataView(tail.buffer);
+  view.setUint32(end - 8, bits >>> 0, true);
+  view.setUint32(end - 4, Math.floor(bits / 2 ** 32), true);
+  for (let at = 0; at < end; at += 64) {
+    loadBlock(tail, at);
+    hashBlock();
+  }
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 16; i++) out[i] = STATE[i >>> 2] >>> ((i & 3) * 8);
+  return out;
 }

@@ -1,6 +1,6 @@
 // Layout constants and small codecs of the VMA format (docs: vma-format.md,
 // sections 0 to 2). Private to the library.
-import { md5 } from "@noble/hashes/legacy.js";
+import { md5 } from "./_extent_md5.ts";
 
 /** Bytes in one 4 KiB block, the unit of zero detection. */
 export const BLOCK_SIZE = 4096;

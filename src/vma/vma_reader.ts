@@ -29,6 +29,7 @@ import {
   SLOTS_PER_EXTENT,
 } from "./_layout.ts";
 import { ByteSource } from "./_byte_source.ts";
+import type { Compression, DecompressionOptions } from "../compress/compression.ts";
 import { ClusterSet } from "./_cluster_set.ts";
 import { type ParsedHeader, readHeader } from "./_header_reader.ts";
 import { extentMd5Matches } from "./_extent_md5.ts";
@@ -83,6 +84,18 @@ export interface VmaCluster {
    */
   readonly data: Uint8Array;
 }
+
+/**
+ * Options of {@linkcode VmaReader}. The archive may be compressed as
+ * `vzdump` writes it (zstd, every frame; gzip; lzop): the compression is
+ * found by its magic and undone. zstd and gzip use node:zlib where the
+ * runtime has it (Deno, Bun, Node; zstd from Node 22.15), else
+ * `DecompressionStream`; where neither decodes zstd (browsers without a zstd
+ * `DecompressionStream`, Node 20), pass a decoder as `zstd`. A corrupt
+ * compressed stream is a `SyntaxError` reading
+ * `<compression> decompression failed - <why>`.
+ */
+export interface VmaReaderOptions extends DecompressionOptions {}
 
 /** Options of {@linkcode VmaReader.extents}. */
 export interface VmaExtentsOptions {
@@ -144,8 +157,16 @@ export class VmaReader {
    *
    * @param readable The archive bytes.
    */
-  constructor(readable: ReadableStream<Uint8Array>) {
-    this.#source = new ByteSource(readable);
+  constructor(readable: ReadableStream<Uint8Array>, options: VmaReaderOptions = {}) {
+    this.#source = new ByteSource(readable, options);
+  }
+
+  /**
+   * The compression found around the archive (`"none"` for a plain one);
+   * undefined until the header has been asked for.
+   */
+  get compression(): Compression | undefined {
+    return this.#source.compression;
   }
 
   /** Archive bytes read so far. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { constants, deflateRawSync, deflateSync } from "node:zlib";
 import { inflateRaw, inflateZlib } from "../../src/compress/_inflate.ts";
-import * as fflate from "fflate";
+import * as fflate from "npm:fflate@^0.8.3";
 import { knownData } from "../_disk_image_helpers.ts";
 
 const inputs = [

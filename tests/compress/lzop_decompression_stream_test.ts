@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { pseudoRandom } from "../_helpers.ts";
-import fc from "fast-check";
+import fc from "npm:fast-check@^4.3.0";
 import { LzopDecompressionStream } from "../../src/compress/lzop_decompression_stream.ts";
 
 const testdata = new URL("../testdata/", import.meta.url);

@@ -158,7 +158,7 @@ Deno.test("ClusterSet stays under 5 bytes per cluster for hostile layouts", () =
 });
 
 Deno.test("ClusterSet behaves as a Set through splits, bitmaps and full pages", async () => {
-  const fc = (await import("fast-check")).default;
+  const fc = (await import("npm:fast-check@^4.3.0")).default;
   fc.assert(
     fc.property(
       fc.array(

@@ -1,6 +1,6 @@
 // Property tests: writer -> reader -> compare, over many layouts.
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import fc from "npm:fast-check@^4.3.0";
 import { verifyVma, VmaReader, VmaWriter } from "../../mod.ts";
 import { chunked, collect, extractAll, FIXED_CTIME, FIXED_UUID } from "../_helpers.ts";
 
