@@ -15,7 +15,7 @@ import type { VmaDevice, VmaHeader, VmaReader } from "../vma/vma_reader.ts";
 import { lastString, strings } from "./_args.ts";
 import { defineCommand, type Values } from "./_command.ts";
 import { openArchive, toCliError } from "./_archive.ts";
-import { BrokenPipeError, CliError, describeError } from "./_errors.ts";
+import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
 import { formatList, formatSummary } from "./_proxmox_text.ts";
 import { warn, writeStdout, writeStdoutSync } from "./_stdio.ts";
 import { onCleanup } from "./_cleanup.ts";
@@ -23,6 +23,9 @@ import { renameNoReplace } from "./_output.ts";
 import { readProgress } from "./_read_progress.ts";
 import { readMap, type RestoreMapEntry } from "./_restore_map.ts";
 import { FileSink } from "./_file_sink.ts";
+import { FileWriter } from "./_file_writer.ts";
+import { IMAGE_FORMATS, type ImageWriterOptions, NOT_BUILT } from "./_image_formats.ts";
+import type { VmaDeviceSink } from "../vma/extract_vma.ts";
 import { FileIdentity, openTarget } from "./_restore_target.ts";
 import { quote, shown, shownQuoted } from "./_quote.ts";
 
@@ -36,6 +39,62 @@ export interface ExtractOptions {
   readonly readmap: string | undefined;
   readonly verbose: boolean;
   readonly progress: boolean;
+  /** `--format`: the disk image format (QEMU's name), `raw` by default. */
+  readonly format: string;
+  /** `--compress` and `--vmdk-subformat`. */
+  readonly writer: ImageWriterOptions;
+}
+
+/** A device sink that can be dropped after a failure (its file is removed with the directory). */
+export interface AbandonableSink extends VmaDeviceSink {
+  abandon(): void;
+}
+
+const COMPRESS = ["zlib", "zstd"] as const;
+const VMDK_SUBFORMATS = ["monolithicSparse", "streamOptimized"] as const;
+
+/** Checks `--format`, `--compress` and `--vmdk-subformat` against each other and `-r`. */
+function imageOptions(values: Values<typeof OPTIONS>, readmap: string | undefined) {
+  const format = lastString(values.format);
+  const compress = lastString(values.compress);
+  const subformat = lastString(values["vmdk-subformat"]);
+  if (format !== undefined && !Object.hasOwn(IMAGE_FORMATS, format)) {
+    throw new UsageError(
+      `invalid --format ${quote(format)} (one of ${Object.keys(IMAGE_FORMATS).join(", ")})`,
+      "extract",
+    );
+  }
+  if (format !== undefined && readmap !== undefined) {
+    throw new UsageError(
+      "--format cannot be used with -r (the map names each target's format)",
+      "extract",
+    );
+  }
+  if (compress !== undefined && !(COMPRESS as readonly string[]).includes(compress)) {
+    throw new UsageError(`invalid --compress ${quote(compress)} (zlib or zstd)`, "extract");
+  }
+  if (compress !== undefined && format !== "qcow2") {
+    throw new UsageError("--compress needs --format qcow2", "extract");
+  }
+  if (subformat !== undefined && !(VMDK_SUBFORMATS as readonly string[]).includes(subformat)) {
+    throw new UsageError(
+      `invalid --vmdk-subformat ${quote(subformat)} (monolithicSparse or streamOptimized)`,
+      "extract",
+    );
+  }
+  if (subformat !== undefined && format !== "vmdk") {
+    throw new UsageError("--vmdk-subformat needs --format vmdk", "extract");
+  }
+  if (format !== undefined && IMAGE_FORMATS[format].create === NOT_BUILT) {
+    throw new CliError(`--format ${format}: writing ${format} images is not built yet`);
+  }
+  return {
+    format: format ?? "raw",
+    writer: {
+      compress: compress as ImageWriterOptions["compress"],
+      vmdkSubformat: subformat as ImageWriterOptions["vmdkSubformat"],
+    },
+  };
 }
 
 /** The options of `vma extract` from its command line. */
@@ -43,13 +102,15 @@ export function extractOptions(
   values: Values<typeof OPTIONS>,
   positionals: string[],
 ): ExtractOptions {
+  const readmap = lastString(values.readmap);
   return {
     filename: positionals[0],
     dir: positionals[1],
     drives: strings(values.drives).flatMap((d) => d.split(",")),
-    readmap: lastString(values.readmap),
+    readmap,
     verbose: values.verbose === true,
     progress: values["no-progress"] !== true,
+    ...imageOptions(values, readmap),
   };
 }
 
@@ -97,8 +158,9 @@ export function planFiles(header: VmaHeader, options: ExtractOptions): string[] 
     const owner = `device ${quote(d.name)}`;
     if (d.vmstate) claim("vmstate.bin", owner);
     else if (options.readmap === undefined && wanted(d, options)) {
-      claim(`tmp-disk-${d.name}.raw`, owner);
-      claim(`disk-${d.name}.raw`, owner);
+      const ext = IMAGE_FORMATS[options.format].ext;
+      claim(`tmp-disk-${d.name}.${ext}`, owner);
+      claim(`disk-${d.name}.${ext}`, owner);
     }
   }
   return [...owners.keys()];
@@ -128,9 +190,9 @@ function wanted(device: VmaDevice, options: ExtractOptions): boolean {
  * Creates the target directory (it must not exist) and registers its removal
  * on failure; returns the remover's unregistration and the sinks to abandon.
  */
-export function makeTargetDir(dir: string): { done: () => void; sinks: FileSink[] } {
+export function makeTargetDir(dir: string): { done: () => void; sinks: AbandonableSink[] } {
   let created = false;
-  const sinks: FileSink[] = [];
+  const sinks: AbandonableSink[] = [];
   const done = onCleanup(() => {
     for (const s of sinks) s.abandon();
     if (created) Deno.removeSync(dir, { recursive: true });
@@ -169,13 +231,16 @@ interface DeviceContext {
   readonly options: ExtractOptions;
   map: Map<string, RestoreMapEntry> | undefined;
   readonly archive: FileIdentity | undefined;
-  readonly sinks: FileSink[];
+  readonly sinks: AbandonableSink[];
   readonly renames: [string, string][];
   readonly targets: Map<string, string>;
 }
 
 /** The sink for device `d`: vmstate.bin, a map target, a new disk file or none. */
-function sinkFor(d: VmaDevice, ctx: DeviceContext): FileSink | undefined {
+function sinkFor(
+  d: VmaDevice,
+  ctx: DeviceContext,
+): AbandonableSink | Promise<AbandonableSink> | undefined {
   const { dir } = ctx.options;
   if (d.vmstate) {
     const path = `${dir}/vmstate.bin`;
@@ -198,9 +263,15 @@ function sinkFor(d: VmaDevice, ctx: DeviceContext): FileSink | undefined {
     ctx.sinks.push(sink);
     return sink;
   }
-  const tmp = `${dir}/tmp-disk-${d.name}.raw`;
+  const ext = IMAGE_FORMATS[ctx.options.format].ext;
+  const tmp = `${dir}/tmp-disk-${d.name}.${ext}`;
   writeStdoutSync(`DEVINFO ${tmp} ${d.size}\n`);
   try {
+    if (ctx.options.format !== "raw") {
+      return imageSink(d, tmp, ctx, `${dir}/disk-${d.name}.${ext}`).catch((e) => {
+        throw new CliError(`can't create file ${shown(tmp)}: ${describeError(e)}`, { cause: e });
+      });
+    }
     const sink = FileSink.create(tmp, d.size);
     ctx.sinks.push(sink);
     ctx.renames.push([tmp, `${dir}/disk-${d.name}.raw`]);
@@ -208,6 +279,28 @@ function sinkFor(d: VmaDevice, ctx: DeviceContext): FileSink | undefined {
   } catch (e) {
     throw new CliError(`can't create file ${shown(tmp)}: ${describeError(e)}`, { cause: e });
   }
+}
+
+/** A new image file of `--format` at `tmp`, renamed to `final` at the end. */
+async function imageSink(
+  d: VmaDevice,
+  tmp: string,
+  ctx: DeviceContext,
+  final: string,
+): Promise<AbandonableSink> {
+  const file = FileWriter.create(tmp);
+  const sink: AbandonableSink = {
+    write: (offset, data) => writer.write(offset, data),
+    close: async () => {
+      await writer.close();
+      file.close();
+    },
+    abandon: () => file.abandon(),
+  };
+  ctx.sinks.push(sink);
+  ctx.renames.push([tmp, final]);
+  const writer = await IMAGE_FORMATS[ctx.options.format].create(file, d.size, ctx.options.writer);
+  return sink;
 }
 
 /**
@@ -218,7 +311,7 @@ export async function runExtract(
   reader: VmaReader,
   header: VmaHeader,
   options: ExtractOptions,
-  sinks: FileSink[],
+  sinks: AbandonableSink[],
 ): Promise<void> {
   const ctx: DeviceContext = {
     options,
@@ -264,6 +357,9 @@ const OPTIONS = {
   drives: { type: "string", short: "d", multiple: true },
   readmap: { type: "string", short: "r" },
   "no-progress": { type: "boolean" },
+  format: { type: "string" },
+  compress: { type: "string" },
+  "vmdk-subformat": { type: "string" },
 } as const;
 
 /** `vma extract`. */
@@ -292,6 +388,15 @@ Options:
                   block devices only; throttling.* and cache= are accepted
                   and ignored); a map line holds at most 8,191 bytes, and
                   the archive itself or one volume for two devices is refused
+      --format <fmt>  write the disks as raw (the default), qcow2, vmdk, vhdx,
+                  vdi or vpc images: disk-<devname>.<ext> (.raw, .qcow2,
+                  .vmdk, .vhdx, .vdi, .vhd), in one pass, from any archive
+                  vma extract reads (standard input, .vma.zst, ...); qcow2
+                  images are version 3 with 64 KiB clusters, zero clusters
+                  left unallocated
+      --compress <zlib|zstd>  with --format qcow2: compressed clusters
+                  (zstd needs QEMU 5.1 or later to read)
+      --vmdk-subformat <monolithicSparse|streamOptimized>  with --format vmdk
   -v, --verbose   print Proxmox's progress lines and summary on standard output
       --no-progress  no progress bar (see verify)
   -h, --help      show this help
