@@ -1,6 +1,7 @@
 // A PositionedWriter over a Deno.FsFile, for the image writers: contiguous
 // writes are gathered into large ones (the writers append most of their data).
-import type { PositionedWriter } from "../image/disk_image_writer.ts";
+import type { DiskImageWriter, PositionedWriter } from "../image/disk_image_writer.ts";
+import type { VmaDeviceSink } from "../vma/extract_vma.ts";
 
 const BUFFER = 4 * 1024 * 1024;
 
@@ -93,4 +94,24 @@ export class FileWriter implements PositionedWriter {
       // closed
     }
   }
+}
+
+/** A device sink that can be dropped after a failure. */
+export interface AbandonableSink extends VmaDeviceSink {
+  abandon(): void;
+}
+
+/** The sink of an image writer over `file`: closing finishes the image and syncs the file. */
+export function imageWriterSink(
+  file: FileWriter,
+  writer: () => DiskImageWriter,
+): AbandonableSink {
+  return {
+    write: (offset, data) => writer().write(offset, data),
+    close: async () => {
+      await writer().close();
+      file.close();
+    },
+    abandon: () => file.abandon(),
+  };
 }

@@ -11,6 +11,7 @@
  */
 import * as fs from "node:fs";
 import { extractVma } from "../vma/extract_vma.ts";
+import type { DiskImageWriter } from "../image/disk_image_writer.ts";
 import type { VmaDevice, VmaHeader, VmaReader } from "../vma/vma_reader.ts";
 import { lastString, strings } from "./_args.ts";
 import { defineCommand, type Values } from "./_command.ts";
@@ -23,9 +24,8 @@ import { renameNoReplace } from "./_output.ts";
 import { readProgress } from "./_read_progress.ts";
 import { readMap, type RestoreMapEntry } from "./_restore_map.ts";
 import { FileSink } from "./_file_sink.ts";
-import { FileWriter } from "./_file_writer.ts";
+import { type AbandonableSink, FileWriter, imageWriterSink } from "./_file_writer.ts";
 import { IMAGE_FORMATS, type ImageWriterOptions, NOT_BUILT } from "./_image_formats.ts";
-import type { VmaDeviceSink } from "../vma/extract_vma.ts";
 import { FileIdentity, openTarget } from "./_restore_target.ts";
 import { quote, shown, shownQuoted } from "./_quote.ts";
 
@@ -43,11 +43,6 @@ export interface ExtractOptions {
   readonly format: string;
   /** `--compress` and `--vmdk-subformat`. */
   readonly writer: ImageWriterOptions;
-}
-
-/** A device sink that can be dropped after a failure (its file is removed with the directory). */
-export interface AbandonableSink extends VmaDeviceSink {
-  abandon(): void;
 }
 
 const COMPRESS = ["zlib", "zstd"] as const;
@@ -260,6 +255,12 @@ function sinkFor(
     if (entry === undefined) throw new CliError(`no device name mapping for ${shown(d.name)}`);
     if (entry.skip) return undefined;
     const sink = openTarget(d, entry, ctx.archive, ctx.targets);
+    if (sink instanceof Promise) {
+      return sink.then((s) => {
+        ctx.sinks.push(s);
+        return s;
+      });
+    }
     ctx.sinks.push(sink);
     return sink;
   }
@@ -289,17 +290,11 @@ async function imageSink(
   final: string,
 ): Promise<AbandonableSink> {
   const file = FileWriter.create(tmp);
-  const sink: AbandonableSink = {
-    write: (offset, data) => writer.write(offset, data),
-    close: async () => {
-      await writer.close();
-      file.close();
-    },
-    abandon: () => file.abandon(),
-  };
+  let writer: DiskImageWriter | undefined;
+  const sink = imageWriterSink(file, () => writer!);
   ctx.sinks.push(sink);
   ctx.renames.push([tmp, final]);
-  const writer = await IMAGE_FORMATS[ctx.options.format].create(file, d.size, ctx.options.writer);
+  writer = await IMAGE_FORMATS[ctx.options.format].create(file, d.size, ctx.options.writer);
   return sink;
 }
 
@@ -382,11 +377,13 @@ Options:
                   device names); the others are still read and checked; a
                   name the archive does not have is a warning, not an error
   -r, --readmap <fifo>  qmrestore's map protocol: write the configs, print the
-                  list block, read map lines from <fifo> ('[format=raw:]
+                  list block, read map lines from <fifo> ('[format=<raw|qcow2>:]
                   <0|1>:<devname>=<path>' or 'skip=<devname>', up to 'done'),
-                  and write each disk into its existing volume (raw files and
-                  block devices only; throttling.* and cache= are accepted
-                  and ignored); a map line holds at most 8,191 bytes, and
+                  and write each disk into its existing volume (raw files,
+                  block devices, and qcow2 images, written as QEMU would:
+                  new clusters at the end; throttling.* and cache= are
+                  accepted and ignored); a map line holds at most 8,191
+                  bytes, and
                   the archive itself or one volume for two devices is refused
       --format <fmt>  write the disks as raw (the default), qcow2, vmdk, vhdx,
                   vdi or vpc images: disk-<devname>.<ext> (.raw, .qcow2,

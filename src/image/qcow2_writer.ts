@@ -30,6 +30,7 @@
  */
 
 import { deflateRaw } from "./_deflate.ts";
+import { openQcow2Update } from "./_qcow2_update.ts";
 import type { DiskImageWriter, PositionedWriter } from "./disk_image_writer.ts";
 
 const CLUSTER_BITS = 16;
@@ -532,4 +533,49 @@ class Qcow2Writer implements DiskImageWriter {
     header[104] = this.#compressionType;
     return header;
   }
+}
+
+/** Options of {@linkcode openQcow2Writer}. */
+export interface OpenQcow2WriterOptions {
+  /**
+   * Make every cluster the writes do not cover read as zeros (a target that
+   * held data before), as `vma extract -r`'s `1:` map lines ask.
+   *
+   * @default {false}
+   */
+  zeroUnwritten?: boolean;
+}
+
+/**
+ * Opens an existing qcow2 image (made by `qemu-img create -f qcow2`, possibly
+ * with preallocated metadata) to write its virtual disk the way QEMU would:
+ * clusters already allocated are written in place, the others are allocated
+ * at the end of the file, and L2 tables, L1 entries and reference counts are
+ * updated, so the image stays valid. Memory: the L1 and refcount tables, one
+ * bit per guest cluster, up to 32 L2 tables and one refcount block.
+ *
+ * @example Filling an image made by qemu-img
+ * ```ts ignore
+ * import { openQcow2Writer } from "./qcow2_writer.ts";
+ *
+ * declare const file: import("./disk_image_writer.ts").PositionedWriter;
+ * const writer = await openQcow2Writer(file, 196_608);
+ * await writer.write(0, new Uint8Array(65536).fill(1));
+ * await writer.close();
+ * ```
+ *
+ * @param target The image file; it must be readable.
+ * @param fileSize The size of the file in bytes.
+ * @param options Whether unwritten clusters must read as zeros.
+ * @returns The writer of the image's virtual disk (`size` from its header).
+ * @throws {TypeError} `target` cannot read, or the image uses what is not supported here (a backing file, snapshots, extended L2 entries, compressed clusters written over, reference counts other than 16-bit).
+ * @throws {SyntaxError} The image is not qcow2 or is corrupt.
+ * @throws {RangeError} The refcount table would have to grow.
+ */
+export function openQcow2Writer(
+  target: PositionedWriter,
+  fileSize: number,
+  options: OpenQcow2WriterOptions = {},
+): Promise<DiskImageWriter> {
+  return openQcow2Update(target, fileSize, options);
 }
