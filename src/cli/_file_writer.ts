@@ -104,12 +104,12 @@ export interface AbandonableSink extends VmaDeviceSink {
 /** The sink of an image writer over `file`: closing finishes the image and syncs the file. */
 export function imageWriterSink(
   file: FileWriter,
-  writer: () => DiskImageWriter,
+  writer: DiskImageWriter,
 ): AbandonableSink {
   return {
-    write: (offset, data) => writer().write(offset, data),
+    write: (offset, data) => writer.write(offset, data),
     close: async () => {
-      await writer().close();
+      await writer.close();
       file.close();
     },
     abandon: () => file.abandon(),

@@ -117,7 +117,7 @@ async function openQcow2Target(
     // Not as the cause: runExtract would take a SyntaxError for a broken archive.
     throw new CliError(`can't open file ${shown(path)} - ${describeError(e)}`);
   }
-  return imageWriterSink(file, () => writer);
+  return imageWriterSink(file, writer);
 }
 
 /**

@@ -290,11 +290,16 @@ async function imageSink(
   final: string,
 ): Promise<AbandonableSink> {
   const file = FileWriter.create(tmp);
-  let writer: DiskImageWriter | undefined;
-  const sink = imageWriterSink(file, () => writer!);
+  let writer: DiskImageWriter;
+  try {
+    writer = await IMAGE_FORMATS[ctx.options.format].create(file, d.size, ctx.options.writer);
+  } catch (e) {
+    file.abandon(); // the file goes with the target directory
+    throw e;
+  }
+  const sink = imageWriterSink(file, writer);
   ctx.sinks.push(sink);
   ctx.renames.push([tmp, final]);
-  writer = await IMAGE_FORMATS[ctx.options.format].create(file, d.size, ctx.options.writer);
   return sink;
 }
 
