@@ -41,4 +41,6 @@ export * from "./src/image/raw_image.ts";
 export * from "./src/image/qcow2_image.ts";
 export * from "./src/image/vmdk_image.ts";
 export * from "./src/image/open_disk_image.ts";
+export * from "./src/image/raw_writer.ts";
+export * from "./src/image/qcow2_writer.ts";
 export * from "./src/compress/lzop_decompression_stream.ts";

@@ -124,7 +124,7 @@ const hiOf = (n: number) => Math.floor(n / 2 ** 32);
  * @example Writing an image into memory
  * ```ts
  * import { createQcow2Writer } from "./qcow2_writer.ts";
- * import { assertEquals } from "jsr:@std/assert@1";
+ * import assert from "node:assert/strict";
  *
  * let file = new Uint8Array(0);
  * const target = {
@@ -147,7 +147,7 @@ const hiOf = (n: number) => Math.floor(n / 2 ** 32);
  * const writer = await createQcow2Writer(target, 1 << 20);
  * await writer.write(65536, new Uint8Array(4096).fill(7));
  * await writer.close();
- * assertEquals(file.subarray(0, 4), new Uint8Array([0x51, 0x46, 0x49, 0xfb]));
+ * assert.deepEqual(file.subarray(0, 4), new Uint8Array([0x51, 0x46, 0x49, 0xfb]));
  * ```
  *
  * @param target Where the image is written.

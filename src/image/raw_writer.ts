@@ -14,7 +14,7 @@ import type { DiskImageWriter, PositionedWriter } from "./disk_image_writer.ts";
  * @example Writing a raw image into memory
  * ```ts
  * import { createRawWriter } from "./raw_writer.ts";
- * import { assertEquals } from "jsr:@std/assert@1";
+ * import assert from "node:assert/strict";
  *
  * const file = new Uint8Array(8);
  * const writer = await createRawWriter({
@@ -23,7 +23,7 @@ import type { DiskImageWriter, PositionedWriter } from "./disk_image_writer.ts";
  * }, 8);
  * await writer.write(4, new Uint8Array([1, 2]));
  * await writer.close();
- * assertEquals(file, new Uint8Array([0, 0, 0, 0, 1, 2, 0, 0]));
+ * assert.deepEqual(file, new Uint8Array([0, 0, 0, 0, 1, 2, 0, 0]));
  * ```
  *
  * @param target Where the image is written.
