@@ -30,11 +30,11 @@ export const NOT_BUILT = (): Promise<DiskImageWriter> =>
 
 /** QEMU inflates qcow2 clusters with windowBits -12: deflate with the same window. */
 const deflate = (data: Uint8Array) =>
-  Promise.resolve(new Uint8Array(deflateRawSync(data, { windowBits: 12 })));
+  Promise.resolve<Uint8Array>(deflateRawSync(data, { windowBits: 12 }));
 /** A 64 KiB window (one cluster) keeps each call's compression context small. */
 const zstd = (data: Uint8Array) =>
   Promise.resolve(
-    new Uint8Array(zstdCompressSync(data, { params: { [constants.ZSTD_c_windowLog]: 16 } })),
+    zstdCompressSync(data, { params: { [constants.ZSTD_c_windowLog]: 16 } }),
   );
 
 /** The formats by QEMU's name, in the order `--help` lists them. */

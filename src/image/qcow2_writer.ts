@@ -213,6 +213,8 @@ class Qcow2Writer implements DiskImageWriter {
   /** Compressed clusters being filled, by guest cluster index, oldest first. */
   #pending = new Map<number, { data: Uint8Array; filled: number }>();
   #pendingLimit: number;
+  /** Cluster buffers of compressed clusters, for reuse (allocations are what grows memory). */
+  #spare: Uint8Array[] = [];
   #closed = false;
   #failed: unknown = undefined;
   #queue: Promise<void> = Promise.resolve();
@@ -434,7 +436,7 @@ class Qcow2Writer implements DiskImageWriter {
           } bytes of pending clusters)`,
         );
       }
-      pending = { data: new Uint8Array(CLUSTER), filled: 0 };
+      pending = { data: this.#spare.pop()?.fill(0) ?? new Uint8Array(CLUSTER), filled: 0 };
       this.#pending.set(cluster, pending);
     }
     pending.data.set(piece, inCluster);
@@ -452,6 +454,14 @@ class Qcow2Writer implements DiskImageWriter {
   }
 
   async #storeCompressed(cluster: number, data: Uint8Array): Promise<void> {
+    try {
+      await this.#storeCompressedData(cluster, data);
+    } finally {
+      if (this.#spare.length < 4) this.#spare.push(data);
+    }
+  }
+
+  async #storeCompressedData(cluster: number, data: Uint8Array): Promise<void> {
     if (isZero(data)) return;
     const packed = await this.#compress!(data);
     if (!(packed instanceof Uint8Array)) {
