@@ -564,14 +564,37 @@ export interface OpenQcow2WriterOptions {
  * updated, so the image stays valid. Memory: the L1 and refcount tables, one
  * bit per guest cluster, up to 32 L2 tables and one refcount block.
  *
- * @example Filling an image made by qemu-img
- * ```ts ignore
- * import { openQcow2Writer } from "./qcow2_writer.ts";
+ * @example Writing into an existing image, in memory
+ * ```ts
+ * import { createQcow2Writer, openQcow2Writer } from "./qcow2_writer.ts";
+ * import assert from "node:assert/strict";
  *
- * declare const file: import("./disk_image_writer.ts").PositionedWriter;
- * const writer = await openQcow2Writer(file, 196_608);
- * await writer.write(0, new Uint8Array(65536).fill(1));
+ * let file = new Uint8Array(0);
+ * const target = {
+ *   write: (position: number, data: Uint8Array) => {
+ *     if (position + data.length > file.length) {
+ *       const grown = new Uint8Array(position + data.length);
+ *       grown.set(file);
+ *       file = grown;
+ *     }
+ *     file.set(data, position);
+ *     return Promise.resolve();
+ *   },
+ *   read: (position: number, length: number) =>
+ *     Promise.resolve(file.slice(position, position + length)),
+ *   truncate: (size: number) => {
+ *     const cut = new Uint8Array(size);
+ *     cut.set(file.subarray(0, size));
+ *     file = cut;
+ *     return Promise.resolve();
+ *   },
+ * };
+ * await (await createQcow2Writer(target, 1 << 20)).close(); // an empty image
+ * const writer = await openQcow2Writer(target, file.length);
+ * assert.equal(writer.size, 1 << 20);
+ * await writer.write(65536, new Uint8Array(4096).fill(7));
  * await writer.close();
+ * assert.equal(file.length, 6 * 65536); // + an L2 table and a data cluster
  * ```
  *
  * @param target The image file; it must be readable.
