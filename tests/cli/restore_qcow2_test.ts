@@ -140,3 +140,20 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "vma extract -r - writes into a qcow2 image from standard input, as qmrestore runs it",
+  ignore,
+  async fn() {
+    const a = await qcow2("stdin.qcow2", 4194304);
+    const mapPath = join(dir, "map-stdin");
+    await Deno.writeTextFile(mapPath, `format=qcow2:0:drive-scsi0=${a}\nskip=drive-scsi1\ndone\n`);
+    const r = await vma(["extract", "-v", "-r", mapPath, "-", join(dir, "out-stdin")], {
+      cwd: dir,
+      stdin: await Deno.readFile(join(dir, "small.vma")),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^CFG: size: 317 name: qemu-server\.conf\n/);
+    await assertIdentical(join(dir, "disk0.raw"), a);
+  },
+});

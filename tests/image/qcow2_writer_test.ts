@@ -246,3 +246,31 @@ Deno.test("createQcow2Writer refuses a write to a compressed cluster already sto
   // Errors are sticky.
   await assert.rejects(writer.close(), RangeError);
 });
+
+Deno.test({
+  name: "createQcow2Writer writes a 16 TiB disk with a few clusters into a small valid image",
+  ignore,
+  async fn() {
+    const path = join(dir, "huge.qcow2");
+    const size = 16 * 2 ** 40;
+    const file = FileWriter.create(path);
+    const writer = await createQcow2Writer(file, size);
+    for (const at of [size - CLUSTER, 0, 2 ** 40 + 12 * BLOCK]) {
+      await writer.write(at, new Uint8Array(BLOCK).fill(0x5a));
+    }
+    await writer.close();
+    file.close();
+    const check = await qemuImg("check", path);
+    assert.equal(check.code, 0, check.out);
+    assert.match(check.out, /No errors were found on the image/);
+    // Header, refcount block, 3 L2 tables, 3 data clusters, a 256 KiB L1 table, refcount table.
+    assert.equal((await Deno.stat(path)).size, 13 * CLUSTER);
+    const image = await openPath(path);
+    try {
+      assert.equal(image.size, size);
+      assert.deepEqual(await image.read(2 ** 40 + 12 * BLOCK - 1, 2), new Uint8Array([0, 0x5a]));
+    } finally {
+      await image.close();
+    }
+  },
+});
