@@ -103,8 +103,12 @@ class Qcow2Update implements DiskImageWriter {
   #block: { index: number; data: Uint8Array; dirty: boolean } | undefined;
   #l2 = new Map<number, { table: Uint8Array; dirty: boolean }>();
   #end: number;
+  /** The end of the file as opened: existing metadata and data lie before it. */
+  #fileEnd: number;
   #zeroFlag: boolean;
   #zeroUnwritten: boolean;
+  /** Clusters (by index) holding metadata when opened: no data is written over them. */
+  #metadata = new Set<number>();
   /** One bit per guest cluster: touched by a write. */
   #touched: Uint8Array;
   #queue: Promise<void> = Promise.resolve();
@@ -131,9 +135,24 @@ class Qcow2Update implements DiskImageWriter {
     this.#refTableOffset = o.tableOffset;
     this.#perBlock = cluster / 2;
     this.#end = o.end;
+    this.#fileEnd = o.end;
     this.#zeroFlag = o.zeroFlag;
     this.#zeroUnwritten = o.zeroUnwritten;
     this.#touched = new Uint8Array(Math.ceil(size / cluster / 8));
+    const span = (offset: number, bytes: number) => {
+      for (let c = offset / cluster; c < (offset + bytes) / cluster; c++) this.#metadata.add(c);
+    };
+    span(0, cluster);
+    span(l1Offset, l1.length);
+    span(o.tableOffset, refTable.length);
+    for (let i = 0; i < l1.length / 8; i++) {
+      const at = entryOffset(this.#l1, i * 8);
+      if (at !== 0) this.#metadata.add(Math.floor(at / cluster));
+    }
+    for (let i = 0; i < refTable.length / 8; i++) {
+      const at = this.#refTable.getUint32(i * 8) * 2 ** 32 + this.#refTable.getUint32(i * 8 + 4);
+      if (at !== 0) this.#metadata.add(Math.floor(at / cluster));
+    }
   }
 
   #serial(step: () => Promise<void>): Promise<void> {
@@ -197,7 +216,22 @@ class Qcow2Update implements DiskImageWriter {
   }
 
   #tableEntry(index: number): number {
-    return this.#refTable.getUint32(index * 8) * 2 ** 32 + this.#refTable.getUint32(index * 8 + 4);
+    const offset = this.#refTable.getUint32(index * 8) * 2 ** 32 +
+      this.#refTable.getUint32(index * 8 + 4);
+    return offset === 0 ? 0 : this.#checked(offset, `refcount block ${index}`);
+  }
+
+  /**
+   * `offset` of an existing cluster, checked: aligned, after the header and
+   * before the end of the file (never written over the header or past the file).
+   */
+  #checked(offset: number, what: string): number {
+    const c = this.#cluster;
+    if (offset % c !== 0 || offset < c || offset + c > this.#fileEnd) {
+      if (offset >= this.#fileEnd && offset < this.#end) return offset; // allocated here
+      throw corrupt("qcow2", `the offset ${offset} of ${what} is invalid`);
+    }
+    return offset;
   }
 
   /** Allocates one cluster at the end of the file, with a reference count of one. */
@@ -244,6 +278,7 @@ class Qcow2Update implements DiskImageWriter {
       return cached;
     }
     let offset = entryOffset(this.#l1, l1Index * 8);
+    if (offset !== 0) offset = this.#checked(offset, `L2 table ${l1Index}`);
     let entry: { table: Uint8Array; dirty: boolean };
     if (offset === 0) {
       offset = await this.#alloc();
@@ -281,6 +316,13 @@ class Qcow2Update implements DiskImageWriter {
     }
     const zero = (view.getUint32(at + 4) & ZERO_FLAG) !== 0;
     if (offset !== 0) {
+      this.#checked(offset, `guest cluster ${cluster}`);
+      if (this.#metadata.has(offset / this.#cluster)) {
+        throw corrupt(
+          "qcow2",
+          `guest cluster ${cluster} overlaps the image's metadata at ${offset}`,
+        );
+      }
       // Allocated: written in place; zeroed first where it must read as zeros.
       if (zero || this.#zeroUnwritten) {
         await this.#target.write(offset, new Uint8Array(this.#cluster));

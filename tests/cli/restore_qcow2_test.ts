@@ -157,3 +157,29 @@ Deno.test({
     await assertIdentical(join(dir, "disk0.raw"), a);
   },
 });
+
+Deno.test({
+  name: "vma extract -r refuses a qcow2 target whose L2 entry points at its own metadata",
+  ignore,
+  async fn() {
+    const path = await qcow2("hostile.qcow2", 4194304);
+    const io = await run("qemu-io", "-c", "write -P 0x11 0 64k", path);
+    assert.equal(io.code, 0, io.out);
+    // Point guest cluster 0 at the refcount table (the header's offset 48).
+    const bytes = await Deno.readFile(path);
+    const v = new DataView(bytes.buffer);
+    const l1 = Number(v.getBigUint64(40));
+    const l2 = Number(v.getBigUint64(l1) & 0x00fffffffffffe00n);
+    const table = v.getBigUint64(48);
+    v.setBigUint64(l2, table | (1n << 63n));
+    await Deno.writeFile(path, bytes);
+    const r = await restore("small.vma", `format=qcow2:0:drive-scsi0=${path}\nskip=drive-scsi1\n`);
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      `vma: restore failed - Corrupt qcow2 image: guest cluster 0 overlaps the image's metadata at ${table}\n`,
+    );
+    // Nothing was written over the refcount table (or anywhere else).
+    assert.deepEqual(await Deno.readFile(path), bytes);
+  },
+});
