@@ -3,7 +3,7 @@
 import type { DiskImageWriter, PositionedWriter } from "../image/disk_image_writer.ts";
 import type { VmaDeviceSink } from "../vma/extract_vma.ts";
 
-const BUFFER = 4 * 1024 * 1024;
+const BUFFER = 1024 * 1024;
 
 /** Positioned writes, reads and truncation of one open file; {@linkcode FileWriter.close} syncs and closes it. */
 export class FileWriter implements PositionedWriter {
