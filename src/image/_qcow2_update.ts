@@ -109,8 +109,8 @@ class Qcow2Update implements DiskImageWriter {
   #zeroUnwritten: boolean;
   /** Clusters (by index) holding metadata when opened: no data is written over them. */
   #metadata = new Set<number>();
-  /** One bit per guest cluster: touched by a write. */
-  #touched: Uint8Array;
+  /** One bit per guest cluster touched by a write, per L2 table touched (by L1 index). */
+  #touched = new Map<number, Uint8Array>();
   #queue: Promise<void> = Promise.resolve();
   #failed: unknown;
   #closed = false;
@@ -138,7 +138,6 @@ class Qcow2Update implements DiskImageWriter {
     this.#fileEnd = o.end;
     this.#zeroFlag = o.zeroFlag;
     this.#zeroUnwritten = o.zeroUnwritten;
-    this.#touched = new Uint8Array(Math.ceil(size / cluster / 8));
     const span = (offset: number, bytes: number) => {
       for (let c = offset / cluster; c < (offset + bytes) / cluster; c++) this.#metadata.add(c);
     };
@@ -308,9 +307,11 @@ class Qcow2Update implements DiskImageWriter {
     let view = new DataView(entry.table.buffer);
     const at = (cluster % perL2) * 8;
     const offset = entryOffset(view, at);
-    const touched = (this.#touched[cluster >>> 3] & (1 << (cluster & 7))) !== 0;
-    if (touched) return offset;
-    this.#touched[cluster >>> 3] |= 1 << (cluster & 7);
+    let bits = this.#touched.get(l1Index);
+    if (bits === undefined) this.#touched.set(l1Index, bits = new Uint8Array(perL2 / 8));
+    const i = cluster % perL2;
+    if (bits[i >>> 3] & (1 << (i & 7))) return offset;
+    bits[i >>> 3] |= 1 << (i & 7);
     if (view.getUint32(at) & COMPRESSED_HI) {
       throw unsupported("qcow2", "writing over compressed clusters is not supported");
     }
@@ -363,17 +364,18 @@ class Qcow2Update implements DiskImageWriter {
       const entry = await this.#l2Table(l1Index);
       const view = new DataView(entry.table.buffer);
       for (let i = 0; i < perL2 && l1Index * perL2 + i < clusters; i++) {
-        const cluster = l1Index * perL2 + i;
-        if (this.#touched[cluster >>> 3] & (1 << (cluster & 7))) continue;
+        const bits = this.#touched.get(l1Index);
+        if (bits !== undefined && bits[i >>> 3] & (1 << (i & 7))) continue;
         const offset = entryOffset(view, i * 8);
         if (offset === 0 || (view.getUint32(i * 8 + 4) & ZERO_FLAG) !== 0) continue;
         if (view.getUint32(i * 8) & COMPRESSED_HI) {
           throw unsupported("qcow2", "writing over compressed clusters is not supported");
         }
+        this.#checked(offset, `guest cluster ${l1Index * perL2 + i}`);
         if (this.#zeroFlag) {
           setEntry(view, i * 8, offset, COPIED_HI, ZERO_FLAG);
           entry.dirty = true;
-        } else {
+        } else if (!this.#metadata.has(offset / this.#cluster)) {
           await this.#target.write(offset, new Uint8Array(this.#cluster));
         }
       }

@@ -117,6 +117,7 @@ Deno.test({
   ignore,
   async fn() {
     const small = await qcow2("small.qcow2", 65536);
+    const huge = await qcow2("huge.qcow2", 2 ** 50, "-o", "cluster_size=2M");
     const notQcow2 = join(dir, "not.qcow2");
     await Deno.writeFile(notQcow2, new Uint8Array(4194304));
     for (
