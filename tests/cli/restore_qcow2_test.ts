@@ -127,6 +127,10 @@ Deno.test({
           /^vma: vma_reader_register_bs for stream drive-scsi0 failed - unexpected size 65536 != 4194304\n$/,
         ],
         [
+          huge,
+          /^vma: vma_reader_register_bs for stream drive-scsi0 failed - unexpected size 1125899906842624 != 4194304\n$/,
+        ],
+        [
           notQcow2,
           /^vma: can't open file \S*not\.qcow2 - Not a qcow2 image: the file does not start with "QFI\\xfb"\n$/,
         ],
