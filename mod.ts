@@ -46,6 +46,8 @@ export * from "./src/image/vhdx_image.ts";
 export * from "./src/image/vpc_image.ts";
 export * from "./src/image/vdi_image.ts";
 export * from "./src/image/open_disk_image.ts";
+export * from "./src/image/raw_writer.ts";
+export * from "./src/image/qcow2_writer.ts";
 export * from "./src/image/vdi_writer.ts";
 export * from "./src/image/vpc_writer.ts";
 export * from "./src/image/vmdk_writer.ts";

@@ -226,6 +226,71 @@ function readRows(vma: string, inputs: Inputs): RowSpec[] {
       needs,
       check: (dir) => checkExtract(dir, inputs.raw),
     },
+    ...extractFormatRows(vma, inputs, needs),
+  ];
+}
+
+/** `qemu-img compare` of a qcow2 output with the raw source (untimed). */
+async function checkQcow2(dir: string, image: string, source: string): Promise<CheckResult> {
+  const info = await Deno.stat(`${dir}/${image}`).catch(() => undefined);
+  if (info === undefined) return { ok: false, note: `no ${image}` };
+  const cmp = await new Deno.Command("qemu-img", {
+    args: ["compare", "-q", "-f", "raw", "-F", "qcow2", source, image],
+    cwd: dir,
+    stdout: "null",
+    stderr: "null",
+  }).output().catch(() => undefined);
+  if (!cmp?.success) {
+    return { ok: false, note: `${image} differs from ${source} (qemu-img compare)` };
+  }
+  return { ok: true, note: `qemu-img compare: identical, ${formatSize(info.size)} file` };
+}
+
+/**
+ * Extract straight to qcow2 (issue 12) against raw extraction and against the
+ * workflow users run today: raw extraction, then `qemu-img convert -O qcow2`.
+ */
+function extractFormatRows(
+  vma: string,
+  inputs: Inputs,
+  needs: { path: string; row: string },
+): RowSpec[] {
+  const qcow2 = `extract-qcow2/disk-${DEVICE}.qcow2`;
+  const skip = inputs.qcow2Missing === undefined ? {} : { skip: inputs.qcow2Missing };
+  return [
+    {
+      id: "extract-convert",
+      label: "vma extract + qemu-img convert -O qcow2 (fsync)",
+      kind: "baseline",
+      script: `${vma} extract ${ARCHIVE} convert && qemu-img convert -f raw -O qcow2 ` +
+        `convert/disk-${DEVICE}.raw convert.qcow2 && rm -r convert && sync`,
+      reads: [ARCHIVE],
+      outputs: ["convert", "convert.qcow2"],
+      needs,
+      ...skip,
+    },
+    {
+      id: "extract-qcow2",
+      label: "vma extract --format qcow2 archive (fsync)",
+      kind: "vma",
+      script: `${vma} extract --format qcow2 ${ARCHIVE} extract-qcow2`,
+      reads: [ARCHIVE],
+      outputs: ["extract-qcow2"],
+      needs,
+      check: (dir) => checkQcow2(dir, qcow2, inputs.raw),
+      ...skip,
+    },
+    {
+      id: "extract-qcow2-zstd",
+      label: "vma extract --format qcow2 --compress zstd archive (fsync)",
+      kind: "vma",
+      script: `${vma} extract --format qcow2 --compress zstd ${ARCHIVE} extract-qcow2`,
+      reads: [ARCHIVE],
+      outputs: ["extract-qcow2"],
+      needs,
+      check: (dir) => checkQcow2(dir, qcow2, inputs.raw),
+      ...skip,
+    },
   ];
 }
 
@@ -372,6 +437,25 @@ export function suiteTargets(sizes: InputSizes): TargetSpec[] {
       row: "extract",
       baseline: "cp-raw",
       maxRatio: 1,
+    },
+    {
+      id: "extract-qcow2",
+      label: "extract --format qcow2 vs extract + qemu-img convert",
+      row: "extract-qcow2",
+      baseline: "extract-convert",
+      maxRatio: 1,
+    },
+    {
+      id: "extract-qcow2-raw",
+      label: "extract --format qcow2 vs raw extract",
+      row: "extract-qcow2",
+      baseline: "extract",
+    },
+    {
+      id: "extract-qcow2-zstd",
+      label: "extract --format qcow2 --compress zstd vs extract + qemu-img convert",
+      row: "extract-qcow2-zstd",
+      baseline: "extract-convert",
     },
     {
       id: "create-sparse",

@@ -4,6 +4,9 @@ import * as fs from "node:fs";
 import type { VmaDevice } from "../vma/vma_reader.ts";
 import { CliError, describeError } from "./_errors.ts";
 import { FileSink } from "./_file_sink.ts";
+import { type AbandonableSink, FileWriter, imageWriterSink } from "./_file_writer.ts";
+import { openQcow2Writer } from "../image/qcow2_writer.ts";
+import type { DiskImageWriter } from "../image/disk_image_writer.ts";
 import type { RestoreMapEntry } from "./_restore_map.ts";
 import { quote, shown, shownQuoted } from "./_quote.ts";
 
@@ -52,21 +55,69 @@ function targetSize(fd: number, path: string): number {
   }
 }
 
-function checkEntry(path: string, entry: RestoreMapEntry): void {
+/** The target's format (`raw` or `qcow2`), checked with the map entry's other options. */
+function checkEntry(path: string, entry: RestoreMapEntry): "raw" | "qcow2" {
   const format = entry.format ??
-    (path.endsWith(".raw") || path.startsWith("/dev/") ? "raw" : undefined);
-  if (format !== "raw") {
+    (path.endsWith(".raw") || path.startsWith("/dev/")
+      ? "raw"
+      : path.endsWith(".qcow2")
+      ? "qcow2"
+      : undefined);
+  if (format !== "raw" && format !== "qcow2") {
     throw new CliError(
       `can't open file ${shown(path)} - ${
         format === undefined
           ? "cannot tell its format (give format=raw:)"
           : `format ${shownQuoted(format)}`
-      } is not supported yet (only raw targets)`,
+      } is not supported (only raw and qcow2 targets)`,
     );
   }
   if (entry.cache !== undefined && !CACHE_MODES.includes(entry.cache)) {
     throw new CliError(`invalid cache option: ${shown(entry.cache)}`);
   }
+  return format;
+}
+
+/** Checks a target's size (`size`) against the device's, with Proxmox's slack. */
+function checkSize(device: VmaDevice, size: number): void {
+  if (size !== device.size && (size < device.size || size > device.size + TARGET_SLACK)) {
+    throw new CliError(
+      `vma_reader_register_bs for stream ${
+        shown(device.name)
+      } failed - unexpected size ${size} != ${device.size}`,
+    );
+  }
+}
+
+/** Opens the qcow2 image at `path` (open as `fd`, closed here) for writing the device. */
+async function openQcow2Target(
+  device: VmaDevice,
+  entry: RestoreMapEntry,
+  path: string,
+  fd: number,
+): Promise<AbandonableSink> {
+  fs.closeSync(fd);
+  let file: FileWriter;
+  try {
+    file = new FileWriter(Deno.openSync(path, { read: true, write: true }));
+  } catch (e) {
+    throw new CliError(
+      `can't open file ${shown(path)} - Could not open ${shownQuoted(path)}: ${describeError(e)}`,
+      { cause: e },
+    );
+  }
+  let writer: DiskImageWriter;
+  try {
+    const fileSize = Deno.statSync(path).size;
+    writer = await openQcow2Writer(file, fileSize, { zeroUnwritten: entry.writeZero });
+    checkSize(device, writer.size);
+  } catch (e) {
+    file.abandon();
+    if (e instanceof CliError) throw e;
+    // Not as the cause: runExtract would take a SyntaxError for a broken archive.
+    throw new CliError(`can't open file ${shown(path)} - ${describeError(e)}`);
+  }
+  return imageWriterSink(file, writer);
 }
 
 /**
@@ -80,9 +131,9 @@ export function openTarget(
   entry: RestoreMapEntry,
   archive: FileIdentity | undefined,
   targets: Map<string, string>,
-): FileSink {
+): FileSink | Promise<AbandonableSink> {
   const path = entry.path!;
-  checkEntry(path, entry);
+  const format = checkEntry(path, entry);
   let fd: number;
   try {
     fd = fs.openSync(path, "r+");
@@ -110,19 +161,14 @@ export function openTarget(
       );
     }
     targets.set(identity.key, device.name);
+    if (format === "qcow2") return openQcow2Target(device, entry, path, fd);
     let size: number;
     try {
       size = targetSize(fd, path);
     } catch (e) {
       throw new CliError(`can't open file ${shown(path)} - ${describeError(e)}`, { cause: e });
     }
-    if (size !== device.size && (size < device.size || size > device.size + TARGET_SLACK)) {
-      throw new CliError(
-        `vma_reader_register_bs for stream ${
-          shown(device.name)
-        } failed - unexpected size ${size} != ${device.size}`,
-      );
-    }
+    checkSize(device, size);
   } catch (e) {
     fs.closeSync(fd);
     throw e;

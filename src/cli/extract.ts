@@ -11,11 +11,12 @@
  */
 import * as fs from "node:fs";
 import { extractVma } from "../vma/extract_vma.ts";
+import type { DiskImageWriter } from "../image/disk_image_writer.ts";
 import type { VmaDevice, VmaHeader, VmaReader } from "../vma/vma_reader.ts";
 import { lastString, strings } from "./_args.ts";
 import { defineCommand, type Values } from "./_command.ts";
 import { openArchive, toCliError } from "./_archive.ts";
-import { BrokenPipeError, CliError, describeError } from "./_errors.ts";
+import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
 import { formatList, formatSummary } from "./_proxmox_text.ts";
 import { warn, writeStdout, writeStdoutSync } from "./_stdio.ts";
 import { onCleanup } from "./_cleanup.ts";
@@ -23,6 +24,8 @@ import { renameNoReplace } from "./_output.ts";
 import { readProgress } from "./_read_progress.ts";
 import { readMap, type RestoreMapEntry } from "./_restore_map.ts";
 import { FileSink } from "./_file_sink.ts";
+import { type AbandonableSink, FileWriter, imageWriterSink } from "./_file_writer.ts";
+import { IMAGE_FORMATS, type ImageWriterOptions } from "./_image_formats.ts";
 import { FileIdentity, openTarget } from "./_restore_target.ts";
 import { quote, shown, shownQuoted } from "./_quote.ts";
 
@@ -36,6 +39,54 @@ export interface ExtractOptions {
   readonly readmap: string | undefined;
   readonly verbose: boolean;
   readonly progress: boolean;
+  /** `--format`: the disk image format (QEMU's name), `raw` by default. */
+  readonly format: string;
+  /** `--compress` and `--vmdk-subformat`. */
+  readonly writer: ImageWriterOptions;
+}
+
+const COMPRESS = ["zlib", "zstd"] as const;
+const VMDK_SUBFORMATS = ["monolithicSparse", "streamOptimized"] as const;
+
+/** Checks `--format`, `--compress` and `--vmdk-subformat` against each other and `-r`. */
+function imageOptions(values: Values<typeof OPTIONS>, readmap: string | undefined) {
+  const format = lastString(values.format);
+  const compress = lastString(values.compress);
+  const subformat = lastString(values["vmdk-subformat"]);
+  if (format !== undefined && !Object.hasOwn(IMAGE_FORMATS, format)) {
+    throw new UsageError(
+      `invalid --format ${quote(format)} (one of ${Object.keys(IMAGE_FORMATS).join(", ")})`,
+      "extract",
+    );
+  }
+  if (format !== undefined && readmap !== undefined) {
+    throw new UsageError(
+      "--format cannot be used with -r (the map names each target's format)",
+      "extract",
+    );
+  }
+  if (compress !== undefined && !(COMPRESS as readonly string[]).includes(compress)) {
+    throw new UsageError(`invalid --compress ${quote(compress)} (zlib or zstd)`, "extract");
+  }
+  if (compress !== undefined && format !== "qcow2") {
+    throw new UsageError("--compress needs --format qcow2", "extract");
+  }
+  if (subformat !== undefined && !(VMDK_SUBFORMATS as readonly string[]).includes(subformat)) {
+    throw new UsageError(
+      `invalid --vmdk-subformat ${quote(subformat)} (monolithicSparse or streamOptimized)`,
+      "extract",
+    );
+  }
+  if (subformat !== undefined && format !== "vmdk") {
+    throw new UsageError("--vmdk-subformat needs --format vmdk", "extract");
+  }
+  return {
+    format: format ?? "raw",
+    writer: {
+      compress: compress as ImageWriterOptions["compress"],
+      vmdkSubformat: subformat as ImageWriterOptions["vmdkSubformat"],
+    },
+  };
 }
 
 /** The options of `vma extract` from its command line. */
@@ -43,13 +94,15 @@ export function extractOptions(
   values: Values<typeof OPTIONS>,
   positionals: string[],
 ): ExtractOptions {
+  const readmap = lastString(values.readmap);
   return {
     filename: positionals[0],
     dir: positionals[1],
     drives: strings(values.drives).flatMap((d) => d.split(",")),
-    readmap: lastString(values.readmap),
+    readmap,
     verbose: values.verbose === true,
     progress: values["no-progress"] !== true,
+    ...imageOptions(values, readmap),
   };
 }
 
@@ -97,8 +150,9 @@ export function planFiles(header: VmaHeader, options: ExtractOptions): string[] 
     const owner = `device ${quote(d.name)}`;
     if (d.vmstate) claim("vmstate.bin", owner);
     else if (options.readmap === undefined && wanted(d, options)) {
-      claim(`tmp-disk-${d.name}.raw`, owner);
-      claim(`disk-${d.name}.raw`, owner);
+      const ext = IMAGE_FORMATS[options.format].ext;
+      claim(`tmp-disk-${d.name}.${ext}`, owner);
+      claim(`disk-${d.name}.${ext}`, owner);
     }
   }
   return [...owners.keys()];
@@ -128,9 +182,9 @@ function wanted(device: VmaDevice, options: ExtractOptions): boolean {
  * Creates the target directory (it must not exist) and registers its removal
  * on failure; returns the remover's unregistration and the sinks to abandon.
  */
-export function makeTargetDir(dir: string): { done: () => void; sinks: FileSink[] } {
+export function makeTargetDir(dir: string): { done: () => void; sinks: AbandonableSink[] } {
   let created = false;
-  const sinks: FileSink[] = [];
+  const sinks: AbandonableSink[] = [];
   const done = onCleanup(() => {
     for (const s of sinks) s.abandon();
     if (created) Deno.removeSync(dir, { recursive: true });
@@ -169,13 +223,16 @@ interface DeviceContext {
   readonly options: ExtractOptions;
   map: Map<string, RestoreMapEntry> | undefined;
   readonly archive: FileIdentity | undefined;
-  readonly sinks: FileSink[];
+  readonly sinks: AbandonableSink[];
   readonly renames: [string, string][];
   readonly targets: Map<string, string>;
 }
 
 /** The sink for device `d`: vmstate.bin, a map target, a new disk file or none. */
-function sinkFor(d: VmaDevice, ctx: DeviceContext): FileSink | undefined {
+function sinkFor(
+  d: VmaDevice,
+  ctx: DeviceContext,
+): AbandonableSink | Promise<AbandonableSink> | undefined {
   const { dir } = ctx.options;
   if (d.vmstate) {
     const path = `${dir}/vmstate.bin`;
@@ -195,12 +252,24 @@ function sinkFor(d: VmaDevice, ctx: DeviceContext): FileSink | undefined {
     if (entry === undefined) throw new CliError(`no device name mapping for ${shown(d.name)}`);
     if (entry.skip) return undefined;
     const sink = openTarget(d, entry, ctx.archive, ctx.targets);
+    if (sink instanceof Promise) {
+      return sink.then((s) => {
+        ctx.sinks.push(s);
+        return s;
+      });
+    }
     ctx.sinks.push(sink);
     return sink;
   }
-  const tmp = `${dir}/tmp-disk-${d.name}.raw`;
+  const ext = IMAGE_FORMATS[ctx.options.format].ext;
+  const tmp = `${dir}/tmp-disk-${d.name}.${ext}`;
   writeStdoutSync(`DEVINFO ${tmp} ${d.size}\n`);
   try {
+    if (ctx.options.format !== "raw") {
+      return imageSink(d, tmp, ctx, `${dir}/disk-${d.name}.${ext}`).catch((e) => {
+        throw new CliError(`can't create file ${shown(tmp)}: ${describeError(e)}`, { cause: e });
+      });
+    }
     const sink = FileSink.create(tmp, d.size);
     ctx.sinks.push(sink);
     ctx.renames.push([tmp, `${dir}/disk-${d.name}.raw`]);
@@ -208,6 +277,27 @@ function sinkFor(d: VmaDevice, ctx: DeviceContext): FileSink | undefined {
   } catch (e) {
     throw new CliError(`can't create file ${shown(tmp)}: ${describeError(e)}`, { cause: e });
   }
+}
+
+/** A new image file of `--format` at `tmp`, renamed to `final` at the end. */
+async function imageSink(
+  d: VmaDevice,
+  tmp: string,
+  ctx: DeviceContext,
+  final: string,
+): Promise<AbandonableSink> {
+  const file = FileWriter.create(tmp);
+  let writer: DiskImageWriter;
+  try {
+    writer = await IMAGE_FORMATS[ctx.options.format].create(file, d.size, ctx.options.writer);
+  } catch (e) {
+    file.abandon(); // the file goes with the target directory
+    throw e;
+  }
+  const sink = imageWriterSink(file, writer);
+  ctx.sinks.push(sink);
+  ctx.renames.push([tmp, final]);
+  return sink;
 }
 
 /**
@@ -218,7 +308,7 @@ export async function runExtract(
   reader: VmaReader,
   header: VmaHeader,
   options: ExtractOptions,
-  sinks: FileSink[],
+  sinks: AbandonableSink[],
 ): Promise<void> {
   const ctx: DeviceContext = {
     options,
@@ -264,6 +354,9 @@ const OPTIONS = {
   drives: { type: "string", short: "d", multiple: true },
   readmap: { type: "string", short: "r" },
   "no-progress": { type: "boolean" },
+  format: { type: "string" },
+  compress: { type: "string" },
+  "vmdk-subformat": { type: "string" },
 } as const;
 
 /** `vma extract`. */
@@ -286,12 +379,23 @@ Options:
                   device names); the others are still read and checked; a
                   name the archive does not have is a warning, not an error
   -r, --readmap <fifo>  qmrestore's map protocol: write the configs, print the
-                  list block, read map lines from <fifo> ('[format=raw:]
+                  list block, read map lines from <fifo> ('[format=<raw|qcow2>:]
                   <0|1>:<devname>=<path>' or 'skip=<devname>', up to 'done'),
-                  and write each disk into its existing volume (raw files and
-                  block devices only; throttling.* and cache= are accepted
-                  and ignored); a map line holds at most 8,191 bytes, and
+                  and write each disk into its existing volume (raw files,
+                  block devices, and qcow2 images, written as QEMU would:
+                  new clusters at the end; throttling.* and cache= are
+                  accepted and ignored); a map line holds at most 8,191
+                  bytes, and
                   the archive itself or one volume for two devices is refused
+      --format <fmt>  write the disks as raw (the default), qcow2, vmdk, vhdx,
+                  vdi or vpc images: disk-<devname>.<ext> (.raw, .qcow2,
+                  .vmdk, .vhdx, .vdi, .vhd), in one pass, from any archive
+                  vma extract reads (standard input, .vma.zst, ...); qcow2
+                  images are version 3 with 64 KiB clusters, zero clusters
+                  left unallocated
+      --compress <zlib|zstd>  with --format qcow2: compressed clusters
+                  (zstd needs QEMU 5.1 or later to read)
+      --vmdk-subformat <monolithicSparse|streamOptimized>  with --format vmdk
   -v, --verbose   print Proxmox's progress lines and summary on standard output
       --no-progress  no progress bar (see verify)
   -h, --help      show this help

@@ -135,7 +135,7 @@ Deno.test("vma extract -r skips devices named by skip=", async () => {
   assert.deepEqual(await Deno.readFile(`${dir}/vol2.raw`), await Deno.readFile(`${dir}/disk1.raw`));
 });
 
-Deno.test("vma extract -r fails on a missing mapping, a wrong size, a qcow2 target and a bad line", async () => {
+Deno.test("vma extract -r fails on a missing mapping, a wrong size, a vmdk target and a bad line", async () => {
   await Deno.writeFile(`${dir}/small-vol.raw`, new Uint8Array(65536));
   const cases: [string, string][] = [
     ["0:drive-scsi0=vol0.raw\n", "vma: no device name mapping for drive-scsi1\n"],
@@ -144,8 +144,8 @@ Deno.test("vma extract -r fails on a missing mapping, a wrong size, a qcow2 targ
       "vma: vma_reader_register_bs for stream drive-scsi0 failed - unexpected size 65536 != 4194304\n",
     ],
     [
-      "format=qcow2:0:drive-scsi0=vol0.qcow2\nskip=drive-scsi1\n",
-      "vma: can't open file vol0.qcow2 - format 'qcow2' is not supported yet (only raw targets)\n",
+      "format=vmdk:0:drive-scsi0=vol0.vmdk\nskip=drive-scsi1\n",
+      "vma: can't open file vol0.vmdk - format 'vmdk' is not supported (only raw and qcow2 targets)\n",
     ],
     [
       "0:drive-scsi0=nope.raw\nskip=drive-scsi1\n",
