@@ -98,3 +98,41 @@ Deno.test("vma create names a socket given as a disk or config with strerror's t
   }
   await assertNoArchive(cwd);
 });
+
+/** A 1 MiB tmpfs in a temp dir (root only), or why there is none. */
+async function smallTmpfs(): Promise<{ path: string; unmount(): Promise<void> } | string> {
+  const path = await Deno.makeTempDir({ dir });
+  const r = await sh(`mount -t tmpfs -o size=1m tmpfs '${path}' 2>&1`, dir);
+  if (r.code !== 0) return `mount -t tmpfs failed: ${r.stdout.trim()}`;
+  return {
+    path,
+    async unmount() {
+      await sh(`umount '${path}'`, dir);
+    },
+  };
+}
+
+Deno.test("vma create on a full disk: one line in strerror's words, no file left", async (t) => {
+  const fs = await smallTmpfs();
+  if (typeof fs === "string") {
+    console.log(`attack_test: SKIPPED the full-disk test: ${fs}`);
+    return;
+  }
+  try {
+    // Incompressible: 1.5 MiB of random bytes fill the 1 MiB file system even as zstd.
+    await sh("head -c 1572864 /dev/urandom > rnd.raw; head -c 60000 rnd.raw > cfg", dir);
+    for (const name of ["out.vma", "out.vma.zst"]) {
+      await t.step(name, async () => {
+        const r = await sh(
+          `timeout -s KILL 60 $VMA create '${fs.path}/${name}' -c cfg -d format=raw:drive-scsi0=rnd.raw`,
+          dir,
+        );
+        assert.equal(r.code, 1, r.stderr);
+        assertOneLine(r.stderr, "vma: creating vma archive failed - No space left on device");
+        assert.deepEqual([...Deno.readDirSync(fs.path)], []);
+      });
+    }
+  } finally {
+    await fs.unmount();
+  }
+});
