@@ -136,3 +136,16 @@ Deno.test("vma create on a full disk: one line in strerror's words, no file left
     await fs.unmount();
   }
 });
+
+Deno.test("vma create into a FIFO nobody reads fails at once, as Proxmox's non-blocking open", async () => {
+  const cwd = await Deno.makeTempDir({ dir });
+  await sh("mkfifo out.fifo", cwd);
+  const r = await sh(
+    `timeout -s KILL 60 $VMA create out.fifo -d format=raw:drive-scsi0=${dir}/disk.raw`,
+    cwd,
+  );
+  assert.notEqual(r.code, 137, "vma create waited for a reader");
+  assert.equal(r.code, 1);
+  assertOneLine(r.stderr, "vma: can't open file out.fifo - No such device or address");
+  assert.ok((await Deno.lstat(`${cwd}/out.fifo`)).isFifo);
+});
