@@ -6,6 +6,7 @@ import { stdoutWritable } from "./_stdio.ts";
 import { AtomicFile, lstatOrUndefined } from "./_output.ts";
 import { nodeTransformToWeb } from "./_node_stream.ts";
 import { constants as zlibConstants, createGzip, createZstdCompress } from "node:zlib";
+import { constants as fsConstants, promises as fsp } from "node:fs";
 import { shown, shownQuoted } from "./_quote.ts";
 
 /** How the archive is compressed. */
@@ -41,7 +42,7 @@ export async function openSink(target: string): Promise<Sink> {
   if (info && (info.isFifo || info.isCharDevice)) {
     let file: Deno.FsFile;
     try {
-      file = await Deno.open(target, { write: true });
+      file = await openFifoOrDevice(target);
     } catch (e) {
       throw new CliError(`can't open file ${shown(target)} - ${describeError(e)}`, { cause: e });
     }
@@ -74,6 +75,23 @@ export async function openSink(target: string): Promise<Sink> {
     discard: () => file.discard(),
     description: target,
   };
+}
+
+/**
+ * Opens an existing FIFO or character device for writing as Proxmox's vma
+ * does, non-blocking: a FIFO nobody reads fails at once (ENXIO, "No such
+ * device or address") instead of waiting forever for a reader. The file is
+ * then reopened through `/proc/self/fd` for ordinary blocking writes.
+ */
+async function openFifoOrDevice(target: string): Promise<Deno.FsFile> {
+  const probe = await fsp.open(target, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+  try {
+    return await Deno.open(`/proc/self/fd/${probe.fd}`, { write: true }).catch(() =>
+      Deno.open(target, { write: true })
+    );
+  } finally {
+    await probe.close();
+  }
 }
 
 function openExecSink(command: string): Sink {

@@ -61,6 +61,15 @@ const ERRNO_TEXT: Record<string, string> = {
   EPIPE: "Broken pipe",
   EDQUOT: "Disk quota exceeded",
   EFBIG: "File too large",
+  ELOOP: "Too many levels of symbolic links",
+  ENXIO: "No such device or address",
+  ENODEV: "No such device",
+  EBUSY: "Device or resource busy",
+  ETXTBSY: "Text file busy",
+  EINVAL: "Invalid argument",
+  ESPIPE: "Illegal seek",
+  EAGAIN: "Resource temporarily unavailable",
+  EOPNOTSUPP: "Operation not supported",
 };
 
 /**

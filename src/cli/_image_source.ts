@@ -69,6 +69,7 @@ async function openReader(
   path: string,
   role: FileRole,
   confine = false,
+  identity?: (id: string) => void,
 ): Promise<PositionedReader> {
   const probe = await fsp.open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   let file: Deno.FsFile;
@@ -89,6 +90,7 @@ async function openReader(
     if (after.dev !== before.dev || after.ino !== before.ino) {
       throw new Error("the file changed while it was opened");
     }
+    identity?.(`${after.dev}:${after.ino}`);
     const size = await file.seek(0, Deno.SeekMode.End);
     return filePositionedReader(file, size);
   } catch (e) {
@@ -178,6 +180,8 @@ interface Chain {
   /** The top image's real directory, under `confine`. */
   root: string | undefined;
   depth: number;
+  /** The files (`dev:ino`) of the images above: a backing file among them is a loop. */
+  above: readonly string[];
   /** The memory all images of the chain share. */
   memory: MemoryBudget;
 }
@@ -185,7 +189,12 @@ interface Chain {
 /** The options the library needs to open `path`: zstd, backing and extent openers. */
 export function diskImageOptions(
   path: string,
-  chain: Chain = { root: undefined, depth: 0, memory: { limit: DEFAULT_MEMORY_LIMIT, used: 0 } },
+  chain: Chain = {
+    root: undefined,
+    depth: 0,
+    above: [],
+    memory: { limit: DEFAULT_MEMORY_LIMIT, used: 0 },
+  },
 ): OpenDiskImageOptions {
   const locate = async (name: string) =>
     chain.root === undefined ? resolveFrom(path, name) : await confinedPath(chain.root, path, name);
@@ -201,20 +210,32 @@ export function diskImageOptions(
       }
     },
     openBacking: async (name, format) => {
-      if (chain.depth >= MAX_BACKING_DEPTH) {
+      // The image at `depth` is image depth + 1 of the chain; its backing file would be the next.
+      if (chain.depth + 1 >= MAX_BACKING_DEPTH) {
         throw new RangeError(`the backing chain is longer than ${MAX_BACKING_DEPTH} images`);
       }
       let backingPath: string;
       let reader: PositionedReader;
+      let id = "";
       try {
         backingPath = await locate(name);
-        reader = await openReader(backingPath, "backing", confine);
+        reader = await openReader(backingPath, "backing", confine, (i) => id = i);
       } catch (e) {
         throw new Error(describeError(e), { cause: e });
       }
+      if (chain.above.includes(id)) {
+        await reader.close();
+        throw new TypeError(
+          `the backing chain is a loop: ${shownQuoted(backingPath)} is an image above it`,
+        );
+      }
       try {
         return await openDiskImage(reader, {
-          ...diskImageOptions(backingPath, { ...chain, depth: chain.depth + 1 }),
+          ...diskImageOptions(backingPath, {
+            ...chain,
+            depth: chain.depth + 1,
+            above: [...chain.above, id],
+          }),
           format: await backingFormat(reader, path, backingPath, format, confine),
         });
       } catch (e) {
@@ -266,8 +287,9 @@ export async function openDiskImageSource(
   }
   let reader: PositionedReader;
   let root: string | undefined;
+  let id = "";
   try {
-    reader = await openReader(path, "image");
+    reader = await openReader(path, "image", false, (i) => id = i);
     if (options.confine) root = dirname(await Deno.realPath(path));
   } catch (e) {
     throw new CliError(
@@ -281,6 +303,7 @@ export async function openDiskImageSource(
       ...diskImageOptions(path, {
         root,
         depth: 0,
+        above: [id],
         memory: { limit: DEFAULT_MEMORY_LIMIT, used: 0 },
       }),
       // "vhd" is an alias of QEMU's name for VHD, "vpc".

@@ -2,6 +2,7 @@
 // sequentially in large pieces here; qcow2 and VMDK go through the library's
 // openDiskImage in _disk_image_source.ts, which uses filePositionedReader and
 // feedDiskImage below.
+import { constants as fsConstants, promises as fsp } from "node:fs";
 import type { DiskImage, PositionedReader } from "../image/disk_image.ts";
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
 import { CliError, describeError } from "./_errors.ts";
@@ -35,7 +36,7 @@ export async function openDiskSource(path: string, format: string): Promise<Disk
   }
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(path, { read: true });
+    file = await openRawFile(path);
   } catch (e) {
     throw new CliError(
       `bdrv_open ${shownQuoted(path)} failed - Could not open ${shownQuoted(path)}: ${
@@ -46,8 +47,6 @@ export async function openDiskSource(path: string, format: string): Promise<Disk
   }
   let size: number;
   try {
-    const info = await file.stat();
-    if (info.isDirectory) throw new Error("Is a directory");
     // Block devices report size 0 in stat; their end tells the size.
     size = await file.seek(0, Deno.SeekMode.End);
     await file.seek(0, Deno.SeekMode.Start);
@@ -61,6 +60,63 @@ export async function openDiskSource(path: string, format: string): Promise<Disk
     );
   }
   return new RawSource(path, file, size);
+}
+
+/**
+ * Opens a raw disk without ever blocking in open: a FIFO with no writer would
+ * otherwise wait forever. The name is opened with O_NONBLOCK and checked with
+ * fstat (regular files and block devices only; a FIFO, socket or character
+ * device has no size to back up), then reopened through `/proc/self/fd`, so
+ * the file read is the very file checked.
+ */
+async function openRawFile(path: string): Promise<Deno.FsFile> {
+  const probe = await fsp.open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  let file: Deno.FsFile;
+  let before: { dev: number; ino: number };
+  try {
+    const info = await probe.stat();
+    checkRawKind(info);
+    before = { dev: info.dev, ino: info.ino };
+    file = await Deno.open(`/proc/self/fd/${probe.fd}`, { read: true }).catch(() =>
+      Deno.open(path, { read: true })
+    );
+  } finally {
+    await probe.close();
+  }
+  try {
+    const after = await file.stat();
+    checkRawKind({
+      isDirectory: () => after.isDirectory,
+      isFile: () => after.isFile,
+      isBlockDevice: () => after.isBlockDevice === true,
+      isCharacterDevice: () => after.isCharDevice === true,
+      isFIFO: () => after.isFifo === true,
+    });
+    if (after.dev !== before.dev || after.ino !== before.ino) {
+      throw new Error("the file changed while it was opened");
+    }
+    return file;
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+}
+
+function checkRawKind(info: {
+  isDirectory(): boolean;
+  isFile(): boolean;
+  isBlockDevice(): boolean;
+  isCharacterDevice(): boolean;
+  isFIFO(): boolean;
+}): void {
+  if (info.isDirectory()) throw new Error("Is a directory");
+  if (info.isFile() || info.isBlockDevice()) return;
+  const kind = info.isFIFO()
+    ? "a FIFO"
+    : info.isCharacterDevice()
+    ? "a character device"
+    : "a socket or special file";
+  throw new Error(`it is ${kind}, not a regular file or block device`);
 }
 
 /**

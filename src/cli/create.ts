@@ -12,7 +12,6 @@ import { VmaWriter } from "../vma/vma_writer.ts";
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
 import { defineCommand } from "./_command.ts";
 import { type CreateOptions, createOptions, type DiskSpec, OPTIONS } from "./_create_options.ts";
-import { toCliError } from "./_archive.ts";
 import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
 import { formatVzdumpTime } from "./_proxmox_text.ts";
 import { warn, writeStderr, writeStdout } from "./_stdio.ts";
@@ -408,7 +407,9 @@ export async function runPipeline(
     sink.discard();
     for (const s of sources) s.close();
     if (e instanceof BrokenPipeError) throw e;
-    throw toCliError(e, e instanceof CliError ? "" : "creating vma archive failed - ");
+    if (e instanceof CliError) throw e;
+    // An OS error ("No space left on device (os error 28)") in strerror's words.
+    throw new CliError(`creating vma archive failed - ${describeError(e)}`, { cause: e });
   }
   bar.finish();
   return zeros;

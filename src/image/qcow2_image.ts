@@ -142,7 +142,7 @@ export async function openQcow2Image(
       "the image is zstd-compressed and no zstd decompressor was given (the zstd option)",
     );
   }
-  const l2CacheBytes = chargeMemory(memoryBudget(options.memoryBudget, "qcow2"), header);
+  const l2CacheBytes = chargeMemory(memoryBudget(options.memoryBudget, "qcow2"), header, fileSize);
   const backing = await readBackingInfo(reader, header);
   const l1 = await readL1(reader, header);
   const map = new Qcow2Map(reader, header, l1, options.zstd, l2CacheBytes);
@@ -164,13 +164,17 @@ export async function openQcow2Image(
 /**
  * Charges what the image holds for good (L1 table, read-ahead window, L2
  * cache) to the budget, before any of it is allocated; returns the L2 cache's
- * size: up to 32 MiB, a quarter of what is left, at least 4 tables.
+ * size: up to 32 MiB, a quarter of what is left, at least 4 tables, but never
+ * more than the image's own L2 tables (a small image in a long backing chain
+ * must not take the budget of a large one). The read-ahead window never holds
+ * more than the file.
  */
-function chargeMemory(budget: MemoryBudget, header: Qcow2Header): number {
+function chargeMemory(budget: MemoryBudget, header: Qcow2Header, fileSize: number): number {
   const l1Bytes = header.l1Needed * 8;
-  const window = readAheadWindow(header.clusterSize);
+  const window = Math.min(readAheadWindow(header.clusterSize), fileSize);
   const left = available(budget) - l1Bytes - window;
   const l2CacheBytes = Math.min(
+    Math.max(1, header.l1Needed) * header.clusterSize,
     MAX_L2_CACHE_BYTES,
     Math.max(4 * header.clusterSize, Math.floor(left / 4)),
   );

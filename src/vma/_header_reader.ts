@@ -19,6 +19,7 @@ import {
   OFF_MD5,
   OFF_UUID,
   OFF_VERSION,
+  quoteName,
   unsafeNameReason,
   uuidToString,
   VMSTATE_NAME,
@@ -148,10 +149,15 @@ function parseDevices(
       throw new VmaFormatError(`vma contains a device with dev_id ${id}, past ${MAX_DEVICES}`, at);
     }
     if (size > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new VmaFormatError(`vma device "${name}" has an unsupported size ${size}`, at + 8);
+      throw new VmaFormatError(
+        `vma device ${quoteName(name)} has an unsupported size ${size}`,
+        at + 8,
+      );
     }
     checkSafeName("device", name, at);
-    if (names.has(name)) throw new VmaFormatError(`vma contains device name "${name}" twice`, at);
+    if (names.has(name)) {
+      throw new VmaFormatError(`vma contains device name ${quoteName(name)} twice`, at);
+    }
     names.add(name);
     const device = { id, name, size: Number(size), vmstate: name === VMSTATE_NAME };
     devices[id] = device;
@@ -175,7 +181,9 @@ function parseConfigs(view: DataView, blobs: Blobs): VmaConfig[] {
       throw new VmaFormatError("vma contains invalid data pointers", at);
     }
     checkSafeName("config", name, at);
-    if (names.has(name)) throw new VmaFormatError(`vma contains config name "${name}" twice`, at);
+    if (names.has(name)) {
+      throw new VmaFormatError(`vma contains config name ${quoteName(name)} twice`, at);
+    }
     names.add(name);
     configs.push({ name, data: data.slice() });
   }
@@ -186,7 +194,7 @@ function checkSafeName(kind: string, name: string, offset: number): void {
   const reason = unsafeNameReason(name);
   if (reason !== undefined) {
     throw new VmaFormatError(
-      `vma contains ${kind} name ${JSON.stringify(name)}, unsafe as a file name: ${reason}`,
+      `vma contains ${kind} name ${quoteName(name)}, unsafe as a file name: ${reason}`,
       offset,
     );
   }

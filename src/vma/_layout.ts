@@ -110,3 +110,16 @@ export function unsafeNameReason(name: string): string | undefined {
   if (/[\u0000-\u001f\u007f]/.test(name)) return "it contains a control character";
   return undefined;
 }
+
+/**
+ * `name` JSON-quoted for a message (C0 controls become `\n`, `\u001b`...),
+ * with DEL, C1 controls and line separators escaped too, so a name from an
+ * archive or a caller never starts a second line or reaches a terminal raw.
+ */
+export function quoteName(name: unknown): string {
+  if (typeof name !== "string") return String(name);
+  return JSON.stringify(name).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}

@@ -12,6 +12,7 @@ import {
   MAX_DEVICES,
   MAX_HEADER_SIZE,
   popcount16,
+  quoteName,
   uuidToString,
   VMSTATE_NAME,
 } from "./_layout.ts";
@@ -84,53 +85,62 @@ export class Archive {
   }
 
   addConfig(name: string, data: Uint8Array | string): void {
-    this.#checkOpen(`Cannot add config "${name}"`);
+    this.#checkOpen(`Cannot add config ${quoteName(name)}`);
     const nameBytes = checkName("config", name, this.#configs.some((c) => c.name === name));
     let bytes: Uint8Array;
     if (typeof data === "string") bytes = encoder.encode(data);
     else if (data instanceof Uint8Array) bytes = data.slice();
     else {
-      throw new TypeError(`Cannot add config "${name}": the data must be a string or a Uint8Array`);
+      throw new TypeError(
+        `Cannot add config ${quoteName(name)}: the data must be a string or a Uint8Array`,
+      );
     }
     if (bytes.length > MAX_BLOB_SIZE) {
       throw new RangeError(
-        `Cannot add config "${name}": the data is ${bytes.length} bytes, more than ${MAX_BLOB_SIZE}`,
+        `Cannot add config ${
+          quoteName(name)
+        }: the data is ${bytes.length} bytes, more than ${MAX_BLOB_SIZE}`,
       );
     }
     if (this.#configs.length >= MAX_CONFIGS) {
       throw new RangeError(
-        `Cannot add config "${name}": an archive holds at most ${MAX_CONFIGS} configs`,
+        `Cannot add config ${quoteName(name)}: an archive holds at most ${MAX_CONFIGS} configs`,
       );
     }
-    this.#reserveBlobs(`Cannot add config "${name}"`, 2 + nameBytes.length + 1 + 2 + bytes.length);
+    this.#reserveBlobs(
+      `Cannot add config ${quoteName(name)}`,
+      2 + nameBytes.length + 1 + 2 + bytes.length,
+    );
     this.#configs.push({ name, nameBytes, data: bytes });
   }
 
   addDevice(name: string, size: number): VmaDeviceWriter {
-    this.#checkOpen(`Cannot add device "${name}"`);
+    this.#checkOpen(`Cannot add device ${quoteName(name)}`);
     const nameBytes = checkName("device", name, this.#devices.some((d) => d.name === name));
     if (typeof size !== "number" || !Number.isSafeInteger(size) || size <= 0) {
       throw new RangeError(
-        `Cannot add device "${name}": the size must be a positive safe integer, got ${size}`,
+        `Cannot add device ${
+          quoteName(name)
+        }: the size must be a positive safe integer, got ${size}`,
       );
     }
     const vmstate = name === VMSTATE_NAME;
     if (!vmstate && size % 512 !== 0) {
       throw new RangeError(
-        `Cannot add device "${name}": the size ${size} is not a multiple of 512`,
+        `Cannot add device ${quoteName(name)}: the size ${size} is not a multiple of 512`,
       );
     }
     if (clusterCount(size) > MAX_CLUSTERS) {
       throw new RangeError(
-        `Cannot add device "${name}": the size ${size} is more than 2^32 clusters`,
+        `Cannot add device ${quoteName(name)}: the size ${size} is more than 2^32 clusters`,
       );
     }
     if (this.#devices.length >= MAX_DEVICES) {
       throw new RangeError(
-        `Cannot add device "${name}": an archive holds at most ${MAX_DEVICES} devices`,
+        `Cannot add device ${quoteName(name)}: an archive holds at most ${MAX_DEVICES} devices`,
       );
     }
-    this.#reserveBlobs(`Cannot add device "${name}"`, 2 + nameBytes.length + 1);
+    this.#reserveBlobs(`Cannot add device ${quoteName(name)}`, 2 + nameBytes.length + 1);
     const device = new Device(this, this.#devices.length + 1, name, nameBytes, size, vmstate);
     this.#devices.push(device);
     return device.handle;
@@ -194,12 +204,16 @@ export class Archive {
     while (this.#mustWait(device)) await this.#waitChange();
     if (this.#ordered && cluster !== device.recorded.size) {
       throw new RangeError(
-        `Cannot write cluster ${cluster} of device "${device.name}": ordered mode expects cluster ${device.recorded.size} next`,
+        `Cannot write cluster ${cluster} of device ${
+          quoteName(device.name)
+        }: ordered mode expects cluster ${device.recorded.size} next`,
       );
     }
     if (!device.recorded.add(cluster)) {
       throw new RangeError(
-        `Cannot write cluster ${cluster} of device "${device.name}": it was already written`,
+        `Cannot write cluster ${cluster} of device ${
+          quoteName(device.name)
+        }: it was already written`,
       );
     }
     this.#append(device, cluster, data, start, length);

@@ -2,7 +2,7 @@
 // serial queue of its writes, the partial cluster being filled and the
 // clusters already recorded. Documented on `VmaDeviceWriter` (vma_writer.ts).
 // Private to the library.
-import { CLUSTER_SIZE, clusterCount } from "./_layout.ts";
+import { CLUSTER_SIZE, clusterCount, quoteName } from "./_layout.ts";
 import { ClusterSet } from "./_cluster_set.ts";
 import type { Archive } from "./_writer_archive.ts";
 import type { VmaDeviceWriter } from "./vma_writer.ts";
@@ -97,29 +97,37 @@ export class Device {
       write: (chunk) => this.#serial(() => this.#write(this.#next, chunk)),
       close: () => this.close(),
       abort: (reason) => {
-        this.#archive.fail(reason ?? new TypeError(`Device "${this.name}" was aborted`));
+        this.#archive.fail(reason ?? new TypeError(`Device ${quoteName(this.name)} was aborted`));
       },
     });
     return this.#writable;
   }
 
   #checkWrite(what: string, offset: number, length: number): void {
-    if (this.#closed) throw new TypeError(`Cannot write to device "${this.name}": it is closed`);
+    if (this.#closed) {
+      throw new TypeError(`Cannot write to device ${quoteName(this.name)}: it is closed`);
+    }
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new RangeError(
-        `Cannot write to device "${this.name}": offset ${offset} is not a valid byte offset`,
+        `Cannot write to device ${
+          quoteName(this.name)
+        }: offset ${offset} is not a valid byte offset`,
       );
     }
     if (offset + length > this.size) {
       throw new RangeError(
-        `Cannot write ${what} at offset ${offset} to device "${this.name}": it goes past the end of the device (${this.size} bytes)`,
+        `Cannot write ${what} at offset ${offset} to device ${
+          quoteName(this.name)
+        }: it goes past the end of the device (${this.size} bytes)`,
       );
     }
   }
 
   async #write(offset: number, data: Uint8Array): Promise<void> {
     if (!(data instanceof Uint8Array)) {
-      throw new TypeError(`Cannot write to device "${this.name}": the data must be a Uint8Array`);
+      throw new TypeError(
+        `Cannot write to device ${quoteName(this.name)}: the data must be a Uint8Array`,
+      );
     }
     this.#checkWrite(`${data.length} bytes`, offset, data.length);
     if (data.length === 0) return;
@@ -129,7 +137,9 @@ export class Device {
       pos = await this.#continuePartial(offset, data);
     } else if (offset % CLUSTER_SIZE !== 0) {
       throw new RangeError(
-        `Cannot write at offset ${offset} to device "${this.name}": the offset is not a multiple of ${CLUSTER_SIZE} and continues no partial cluster`,
+        `Cannot write at offset ${offset} to device ${
+          quoteName(this.name)
+        }: the offset is not a multiple of ${CLUSTER_SIZE} and continues no partial cluster`,
       );
     }
     while (pos < data.length) {
@@ -137,7 +147,9 @@ export class Device {
       const cluster = at / CLUSTER_SIZE;
       if (this.recorded.has(cluster)) {
         throw new RangeError(
-          `Cannot write cluster ${cluster} of device "${this.name}": it was already written`,
+          `Cannot write cluster ${cluster} of device ${
+            quoteName(this.name)
+          }: it was already written`,
         );
       }
       const need = Math.min(CLUSTER_SIZE, this.size - at);
@@ -164,7 +176,9 @@ export class Device {
     const expected = this.#partialStart + this.#partialLength;
     if (offset !== expected) {
       throw new RangeError(
-        `Cannot write at offset ${offset} to device "${this.name}": the partial cluster at offset ${this.#partialStart} continues at offset ${expected}`,
+        `Cannot write at offset ${offset} to device ${
+          quoteName(this.name)
+        }: the partial cluster at offset ${this.#partialStart} continues at offset ${expected}`,
       );
     }
     const clusterEnd = Math.min(this.#partialStart + CLUSTER_SIZE, this.size);
@@ -185,21 +199,25 @@ export class Device {
   async #writeZeroes(offset: number, length: number): Promise<void> {
     if (!Number.isSafeInteger(length) || length < 0) {
       throw new RangeError(
-        `Cannot write zeroes to device "${this.name}": length ${length} is not valid`,
+        `Cannot write zeroes to device ${quoteName(this.name)}: length ${length} is not valid`,
       );
     }
     this.#checkWrite(`${length} zero bytes`, offset, length);
     if (length === 0) return;
     if (this.#partial !== undefined) {
       throw new RangeError(
-        `Cannot write zeroes at offset ${offset} to device "${this.name}": the partial cluster at offset ${this.#partialStart} is not complete`,
+        `Cannot write zeroes at offset ${offset} to device ${
+          quoteName(this.name)
+        }: the partial cluster at offset ${this.#partialStart} is not complete`,
       );
     }
     if (
       offset % CLUSTER_SIZE !== 0 || (length % CLUSTER_SIZE !== 0 && offset + length !== this.size)
     ) {
       throw new RangeError(
-        `Cannot write ${length} zero bytes at offset ${offset} to device "${this.name}": zeroes are recorded in whole clusters of ${CLUSTER_SIZE} bytes`,
+        `Cannot write ${length} zero bytes at offset ${offset} to device ${
+          quoteName(this.name)
+        }: zeroes are recorded in whole clusters of ${CLUSTER_SIZE} bytes`,
       );
     }
     this.#archive.markStarted();
@@ -217,9 +235,9 @@ export class Device {
     if (written !== this.size || this.recorded.size !== this.clusters) {
       return Promise.reject(
         new RangeError(
-          `Cannot close device "${this.name}": ${written} of ${this.size} bytes were written, ${
-            this.size - written
-          } missing`,
+          `Cannot close device ${
+            quoteName(this.name)
+          }: ${written} of ${this.size} bytes were written, ${this.size - written} missing`,
         ),
       );
     }

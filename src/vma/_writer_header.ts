@@ -18,6 +18,7 @@ import {
   OFF_MD5,
   OFF_UUID,
   OFF_VERSION,
+  quoteName,
   uuidFromString,
 } from "./_layout.ts";
 import type { VmaWriterOptions } from "./vma_writer.ts";
@@ -88,7 +89,7 @@ export function checkName(kind: string, name: string, used: boolean): Uint8Array
   if (typeof name !== "string") {
     throw new TypeError(`Cannot add ${kind}: the name must be a string`);
   }
-  const prefix = `Cannot add ${kind} "${name}"`;
+  const prefix = `Cannot add ${kind} ${quoteName(name)}`;
   if (name.length === 0) throw new TypeError(`${prefix}: the name is empty`);
   if (name.includes("/")) throw new TypeError(`${prefix}: the name contains "/"`);
   if (/\s/.test(name)) throw new TypeError(`${prefix}: the name contains whitespace`);

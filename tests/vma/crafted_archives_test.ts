@@ -114,14 +114,18 @@ for (const [what, name, reason] of unsafeNames) {
     const bytes = oneDisk({ configs: [{ name, data: "x" }] });
     await assertFormatError(
       bytes,
-      `vma contains config name ${JSON.stringify(name)}, unsafe as a file name: ${reason}`,
+      `vma contains config name ${
+        JSON.stringify(name).replace("\x7f", "\\u007f")
+      }, unsafe as a file name: ${reason}`,
     );
   });
   Deno.test(`crafted: a device name ${what} is rejected`, async () => {
     const bytes = oneDisk({ devices: [{ name, size: 2 * CLUSTER_SIZE }] });
     await assertFormatError(
       bytes,
-      `vma contains device name ${JSON.stringify(name)}, unsafe as a file name: ${reason}`,
+      `vma contains device name ${
+        JSON.stringify(name).replace("\x7f", "\\u007f")
+      }, unsafe as a file name: ${reason}`,
     );
   });
 }

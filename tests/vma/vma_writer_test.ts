@@ -283,12 +283,12 @@ Deno.test("VmaWriter rejects invalid config and device declarations", () => {
     [
       () => w.addConfig("a\0b", ""),
       TypeError,
-      'Cannot add config "a\0b": the name contains a NUL or control character',
+      'Cannot add config "a\\u0000b": the name contains a NUL or control character',
     ],
     [
       () => w.addConfig("a\x07", ""),
       TypeError,
-      'Cannot add config "a\x07": the name contains a NUL or control character',
+      'Cannot add config "a\\u0007": the name contains a NUL or control character',
     ],
     [() => w.addConfig("..", ""), TypeError, 'Cannot add config "..": the name is not a file name'],
     [
