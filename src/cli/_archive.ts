@@ -3,7 +3,7 @@
 import { VmaReader } from "../vma/vma_reader.ts";
 import type { VmaHeader } from "../vma/vma_reader.ts";
 import { type ArchiveInput, openArchiveInput } from "./_archive_input.ts";
-import { CliError } from "./_errors.ts";
+import { CliError, describeError } from "./_errors.ts";
 
 /** An archive whose header has been read. */
 export interface OpenArchive {
@@ -26,11 +26,10 @@ export async function openArchive(path: string): Promise<OpenArchive> {
   return { input, reader, header };
 }
 
-/** An error as one CLI line: our own as is, others by their message. */
+/** An error as one CLI line: our own as is, others by their message (an OS error in strerror's words). */
 export function toCliError(e: unknown, prefix = ""): CliError {
   if (e instanceof CliError) {
     return prefix ? new CliError(prefix + e.message, { cause: e, exitCode: e.exitCode }) : e;
   }
-  const message = e instanceof Error ? e.message : String(e);
-  return new CliError(prefix + message, { cause: e });
+  return new CliError(prefix + describeError(e), { cause: e });
 }

@@ -107,7 +107,8 @@ export function unsafeNameReason(name: string): string | undefined {
   if (name.includes("/")) return 'it contains "/"';
   if (name.includes("\\")) return 'it contains "\\"';
   // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) return "it contains a control character";
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) return "it contains a control character";
+  if (/[\u2028\u2029]/.test(name)) return "it contains a line separator";
   return undefined;
 }
 

@@ -94,7 +94,7 @@ export function checkName(kind: string, name: string, used: boolean): Uint8Array
   if (name.includes("/")) throw new TypeError(`${prefix}: the name contains "/"`);
   if (/\s/.test(name)) throw new TypeError(`${prefix}: the name contains whitespace`);
   // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) {
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) {
     throw new TypeError(`${prefix}: the name contains a NUL or control character`);
   }
   if (name === "." || name === "..") throw new TypeError(`${prefix}: the name is not a file name`);

@@ -106,26 +106,33 @@ const unsafeNames: [string, string | Uint8Array, string][] = [
   ["with a backslash", "..\\x", 'it contains "\\"'],
   ["with a control character", "a\nb", "it contains a control character"],
   ["with DEL", "a\x7fb", "it contains a control character"],
+  ["with a C1 control (NEL)", "a\u0085b", "it contains a control character"],
+  ["with a C1 control (CSI)", "a\u009b2J", "it contains a control character"],
+  ["with a line separator", "a\u2028b", "it contains a line separator"],
   ["empty (a lone NUL)", "", "it is empty"],
 ];
+
+/** How messages quote a name: JSON, with DEL, C1 controls and line separators escaped. */
+function quoted(name: string | Uint8Array): string {
+  return JSON.stringify(name).replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
 
 for (const [what, name, reason] of unsafeNames) {
   Deno.test(`crafted: a config name ${what} is rejected`, async () => {
     const bytes = oneDisk({ configs: [{ name, data: "x" }] });
     await assertFormatError(
       bytes,
-      `vma contains config name ${
-        JSON.stringify(name).replace("\x7f", "\\u007f")
-      }, unsafe as a file name: ${reason}`,
+      `vma contains config name ${quoted(name)}, unsafe as a file name: ${reason}`,
     );
   });
   Deno.test(`crafted: a device name ${what} is rejected`, async () => {
     const bytes = oneDisk({ devices: [{ name, size: 2 * CLUSTER_SIZE }] });
     await assertFormatError(
       bytes,
-      `vma contains device name ${
-        JSON.stringify(name).replace("\x7f", "\\u007f")
-      }, unsafe as a file name: ${reason}`,
+      `vma contains device name ${quoted(name)}, unsafe as a file name: ${reason}`,
     );
   });
 }

@@ -290,6 +290,16 @@ Deno.test("VmaWriter rejects invalid config and device declarations", () => {
       TypeError,
       'Cannot add config "a\\u0007": the name contains a NUL or control character',
     ],
+    [
+      () => w.addDevice("a\u0085b", 65536),
+      TypeError,
+      'Cannot add device "a\\u0085b": the name contains a NUL or control character',
+    ],
+    [
+      () => w.addDevice("a\u009bb", 65536),
+      TypeError,
+      'Cannot add device "a\\u009bb": the name contains a NUL or control character',
+    ],
     [() => w.addConfig("..", ""), TypeError, 'Cannot add config "..": the name is not a file name'],
     [
       () => w.addConfig("x".repeat(65535), ""),
