@@ -136,13 +136,14 @@ interface Session {
  *   [{ name: "drive-scsi0", image }],
  * );
  * const writer = toServer.writable.getWriter();
+ * const received = new Response(toClient.readable).bytes();
  * await writer.write(new Uint8Array([0, 0, 0, 3])); // client flags: fixed newstyle, no zeroes
  * // NBD_OPT_ABORT
  * await writer.write(new Uint8Array([73, 72, 65, 86, 69, 79, 80, 84, 0, 0, 0, 2, 0, 0, 0, 0]));
- * const received = await new Response(toClient.readable).bytes();
  * await done;
- * assert.equal(new TextDecoder().decode(received.subarray(0, 8)), "NBDMAGIC");
- * assert.equal(received.length, 18 + 20); // greeting, then the ACK of NBD_OPT_ABORT
+ * const bytes = await received;
+ * assert.equal(new TextDecoder().decode(bytes.subarray(0, 8)), "NBDMAGIC");
+ * assert.equal(bytes.length, 18 + 20); // greeting, then the ACK of NBD_OPT_ABORT
  * ```
  *
  * @param connection The client's byte streams; both are closed at the end.
