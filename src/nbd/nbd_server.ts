@@ -141,9 +141,9 @@ interface Session {
  * // NBD_OPT_ABORT
  * await writer.write(new Uint8Array([73, 72, 65, 86, 69, 79, 80, 84, 0, 0, 0, 2, 0, 0, 0, 0]));
  * await done;
- * const bytes = await received;
- * assert.equal(new TextDecoder().decode(bytes.subarray(0, 8)), "NBDMAGIC");
- * assert.equal(bytes.length, 18 + 20); // greeting, then the ACK of NBD_OPT_ABORT
+ * const reply = await received;
+ * assert.equal(new TextDecoder().decode(reply.subarray(0, 8)), "NBDMAGIC");
+ * assert.equal(reply.length, 18 + 20); // greeting, then the ACK of NBD_OPT_ABORT
  * ```
  *
  * @param connection The client's byte streams; both are closed at the end.
