@@ -457,7 +457,8 @@ async function transmit(
         await error(EINVAL, "command not supported");
         continue;
       }
-      if (length === 0 || length > NBD_MAX_BLOCK) {
+      // Block status may ask more than the maximum block size (the reply is small).
+      if (length === 0 || (type === CMD_READ && length > NBD_MAX_BLOCK)) {
         await error(EINVAL, `request length ${length} is not within 1 .. ${NBD_MAX_BLOCK}`);
         continue;
       }

@@ -337,3 +337,39 @@ Deno.test("nbd: duplicate export names are a TypeError", async () => {
     { name: "TypeError", message: 'Duplicate NBD export name "a"' },
   );
 });
+
+Deno.test("nbd: block status may span more than the maximum block size", async () => {
+  const size = 3 * NBD_MAX_BLOCK;
+  const image: DiskImage = {
+    format: "raw",
+    size,
+    async *regions() {
+      yield { offset: 0, length: NBD_MAX_BLOCK, zero: true };
+      yield { offset: NBD_MAX_BLOCK, length: 2 * NBD_MAX_BLOCK, zero: false };
+    },
+    read: (_offset, length) => Promise.resolve(new Uint8Array(length)),
+    close: () => Promise.resolve(),
+  };
+  const c = new ScriptedClient([{ name: "big", image }]);
+  await c.handshake();
+  await c.option(OPT_STRUCTURED);
+  await c.reply();
+  await c.option(OPT_SET_META, metaData("big", ["base:allocation"]));
+  await c.reply();
+  await c.reply();
+  await c.option(OPT_GO, infoData("big"));
+  while ((await c.reply()).type !== REP_ACK);
+  await c.request(CMD_BLOCK_STATUS, 0, size, 1n);
+  const ch = await c.chunk();
+  const v = new DataView(ch.data.buffer, ch.data.byteOffset);
+  assert.deepEqual([v.getUint32(4), v.getUint32(8), v.getUint32(12), v.getUint32(16)], [
+    NBD_MAX_BLOCK,
+    3,
+    2 * NBD_MAX_BLOCK,
+    0,
+  ]);
+  await c.request(CMD_BLOCK_STATUS, 1, size, 2n);
+  assert.equal(await chunkError(c), EINVAL); // past the end
+  await c.request(CMD_DISC, 0, 0);
+  await c.served;
+});
