@@ -24,6 +24,8 @@ import { writeStderr } from "./_stdio.ts";
 const SYNOPSIS = "usage: vma serve [--socket <path> | --listen <host>:<port>] <archive>";
 const DEFAULT_HOST = "127.0.0.1";
 const DEFAULT_PORT = 10809;
+/** Clients served at once; more are disconnected at once. */
+const MAX_CLIENTS = 64;
 
 /** Where to listen: a Unix socket or a TCP address. */
 type Address = { socket: string } | { hostname: string; port: number };
@@ -126,7 +128,7 @@ export const serve = defineCommand({
 Exports every device of the archive read-only over NBD, each export named
 after its device (drive-scsi0, ...), until SIGINT (Ctrl-C) or SIGTERM. Reads,
 block status (base:allocation: zero regions are reported as holes) and
-several clients at once; writes are refused. The archive may be compressed.
+up to 64 clients at once; writes are refused. The archive may be compressed.
 For now the archive is first extracted into a temporary directory (removed
 on exit), which needs the devices' space.
 
@@ -197,6 +199,11 @@ Clients: nbdinfo --list 'nbd+unix:///?socket=<path>',
     const served = new Set<Promise<void>>();
     try {
       for await (const conn of listener) {
+        if (connections.size >= MAX_CLIENTS) {
+          // Each client holds up to a few MiB: past the cap, a new one is hung up on.
+          conn.close();
+          continue;
+        }
         connections.add(conn);
         const done: Promise<void> = serveNbd(conn, exports).catch(() => {}).finally(() => {
           connections.delete(conn);

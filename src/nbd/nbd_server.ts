@@ -18,7 +18,9 @@ import { ByteReader } from "./_byte_reader.ts";
 
 /** A connection to one NBD client: bytes from it and bytes to it (a `Deno.Conn` fits). */
 export interface NbdConnection {
+  /** The bytes the client sends. */
   readonly readable: ReadableStream<Uint8Array>;
+  /** Where the server's replies go. */
   readonly writable: WritableStream<Uint8Array>;
 }
 

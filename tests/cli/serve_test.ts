@@ -1,7 +1,7 @@
 // `vma serve` with real NBD clients (Debian's libnbd-bin: nbdinfo, nbdcopy;
 // python3-libnbd: nbdsh; qemu-utils: qemu-img), each run as a subprocess.
 import assert from "node:assert/strict";
-import { CLI, have, vma } from "../_cli_run.ts";
+import { CLI, have, TESTDATA, vma } from "../_cli_run.ts";
 
 const NO_NBD = have("nbdinfo") && have("nbdcopy")
   ? undefined
@@ -352,5 +352,11 @@ Deno.test("serve: bad command lines and archives are one line on stderr", async 
   assert.equal(taken.code, 1);
   assert.match(taken.stderr, /^vma: cannot listen on "taken": .*\n$/);
   assert.deepEqual(await Deno.readFile(`${dir}/taken`), new Uint8Array(1));
+  await Deno.copyFile(`${TESTDATA}configs-only.vma`, `${dir}/c.vma`);
+  const none = await vma(["serve", "--socket", "s", "c.vma"], { cwd: dir });
+  assert.deepEqual([none.code, none.stderr], [
+    1,
+    'vma: nothing to serve: "c.vma" has no devices\n',
+  ]);
   await Deno.remove(dir, { recursive: true });
 });

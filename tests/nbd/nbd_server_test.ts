@@ -373,3 +373,38 @@ Deno.test("nbd: block status may span more than the maximum block size", async (
   await c.request(CMD_DISC, 0, 0);
   await c.served;
 });
+
+Deno.test("nbd: a failing image read is EIO, and the connection goes on", async () => {
+  const image: DiskImage = {
+    format: "raw",
+    size: 8192,
+    async *regions() {
+      yield { offset: 0, length: 8192, zero: false };
+    },
+    read: (offset, length) =>
+      offset >= 4096
+        ? Promise.reject(new Error("Input/output error"))
+        : Promise.resolve(new Uint8Array(length).fill(1)),
+    close: () => Promise.resolve(),
+  };
+  const c = new ScriptedClient([{ name: "d", image }]);
+  await c.handshake();
+  await c.option(OPT_STRUCTURED);
+  await c.reply();
+  await c.option(OPT_GO, infoData("d"));
+  while ((await c.reply()).type !== REP_ACK);
+  await c.request(CMD_READ, 4096, 512, 1n);
+  const ch = await c.chunk();
+  assert.equal(ch.type, 0x8001);
+  const v = new DataView(ch.data.buffer, ch.data.byteOffset);
+  assert.equal(v.getUint32(0), 5);
+  assert.equal(
+    new TextDecoder().decode(ch.data.subarray(6, 6 + v.getUint16(4))),
+    "Input/output error",
+  );
+  await c.request(CMD_READ, 0, 512, 2n);
+  const ok = await c.chunk();
+  assert.deepEqual([ok.type, ok.cookie, ok.data.length], [1, 2n, 520]);
+  await c.request(CMD_DISC, 0, 0);
+  await c.served;
+});
