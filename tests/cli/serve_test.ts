@@ -1,7 +1,7 @@
 // `vma serve` with real NBD clients (Debian's libnbd-bin: nbdinfo, nbdcopy;
 // python3-libnbd: nbdsh; qemu-utils: qemu-img), each run as a subprocess.
 import assert from "node:assert/strict";
-import { CLI, have, TESTDATA, vma } from "../_cli_run.ts";
+import { CLI, fixtureDir, have, TESTDATA, vma } from "../_cli_run.ts";
 
 const NO_NBD = have("nbdinfo") && have("nbdcopy")
   ? undefined
@@ -358,5 +358,19 @@ Deno.test("serve: bad command lines and archives are one line on stderr", async 
     1,
     'vma: nothing to serve: "c.vma" has no devices\n',
   ]);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("serve: a truncated archive fails in one line and leaves no temporary copy", async () => {
+  const dir = await fixtureDir();
+  const tmp = await Deno.makeTempDir({ dir, prefix: "tmp" });
+  const r = await vma(["serve", "--socket", "s", "small-truncated.vma"], {
+    cwd: dir,
+    env: { TMPDIR: tmp },
+  });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^vma: serve failed - [^\n]+\n$/);
+  assert.deepEqual(await Array.fromAsync(Deno.readDir(tmp)), []);
+  assert.equal(await Deno.stat(`${dir}/s`).then(() => true, () => false), false);
   await Deno.remove(dir, { recursive: true });
 });
