@@ -14,11 +14,12 @@ import { config } from "./config.ts";
 import { verify } from "./verify.ts";
 import { extract } from "./extract.ts";
 import { create } from "./create.ts";
+import { serve } from "./serve.ts";
 import { oneLine, shownQuoted } from "./_quote.ts";
 
 /** The commands declared as records: main handles their help and positionals. */
 const RECORDS: Record<string, Command> = Object.fromEntries(
-  [list, config, verify, create, extract].map((c) => [c.name, c as unknown as Command]),
+  [list, config, verify, create, extract, serve].map((c) => [c.name, c as unknown as Command]),
 );
 
 function synopsis(command: string): string {
