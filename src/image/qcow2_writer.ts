@@ -29,7 +29,7 @@
  * @module
  */
 
-import { deflateRaw } from "./_deflate.ts";
+import { deflateRaw } from "../compress/_deflate.ts";
 import { openQcow2Update } from "./_qcow2_update.ts";
 import type { DiskImageWriter, PositionedWriter } from "./disk_image_writer.ts";
 
