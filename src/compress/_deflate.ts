@@ -43,6 +43,8 @@ export const DIST_EXTRA: Uint8Array = Uint8Array.of(
   ...[7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13],
 );
 
+import { adler32 } from "./_adler32.ts";
+
 const MAX_WINDOW = 32768;
 const HASH_BITS = 15;
 const MAX_MATCH = 258;
@@ -82,21 +84,6 @@ for (let i = 0; i < DIST_BASE.length; i++) {
   for (let d = DIST_BASE[i]; d < end; d++) DIST_INDEX[d] = i;
 }
 const DIST_CODE = Uint8Array.from({ length: 30 }, (_, i) => reverse(i, 5));
-
-function adler32(data: Uint8Array): number {
-  let a = 1;
-  let b = 0;
-  for (let i = 0; i < data.length;) {
-    const end = Math.min(data.length, i + 5552);
-    for (; i < end; i++) {
-      a += data[i];
-      b += a;
-    }
-    a %= 65521;
-    b %= 65521;
-  }
-  return ((b << 16) | a) >>> 0;
-}
 
 /** How a {@linkcode Deflater} compresses. */
 export interface DeflaterOptions {
@@ -191,7 +178,7 @@ export class Deflater {
     if (this.#zlib) {
       new DataView(out.buffer, out.byteOffset, out.length).setUint32(
         out.length - 4,
-        adler32(input),
+        adler32(1, input),
       );
     }
     return out;

@@ -27,6 +27,7 @@
  * @module
  */
 
+import { adler32 } from "./_adler32.ts";
 import { DIST_BASE, DIST_EXTRA, LENGTH_BASE, LENGTH_EXTRA } from "./_deflate.ts";
 
 /** What {@linkcode inflate} did. */
@@ -293,23 +294,8 @@ export function inflateZlib(input: Uint8Array, output: Uint8Array): number {
   if (end + 4 > input.length) throw new SyntaxError("Invalid zlib data: the stream ends early");
   const expected = ((input[end] << 24) | (input[end + 1] << 16) | (input[end + 2] << 8) |
     input[end + 3]) >>> 0;
-  if (adler32(output.subarray(0, result.written)) !== expected) {
+  if (adler32(1, output.subarray(0, result.written)) !== expected) {
     throw new SyntaxError("Invalid zlib data: Adler-32 checksum mismatch");
   }
   return result.written;
-}
-
-function adler32(data: Uint8Array): number {
-  let a = 1;
-  let b = 0;
-  for (let i = 0; i < data.length;) {
-    const end = Math.min(i + 5552, data.length);
-    for (; i < end; i++) {
-      a += data[i];
-      b += a;
-    }
-    a %= 65521;
-    b %= 65521;
-  }
-  return ((b << 16) | a) >>> 0;
 }

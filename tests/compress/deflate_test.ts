@@ -11,6 +11,7 @@ import {
   LENGTH_BASE,
   LENGTH_EXTRA,
 } from "../../src/compress/_deflate.ts";
+import { adler32 } from "../../src/compress/_adler32.ts";
 import { inflateRaw, inflateZlib } from "../../src/compress/_inflate.ts";
 import { knownData } from "../_disk_image_helpers.ts";
 import { pseudoRandom } from "../_helpers.ts";
@@ -210,4 +211,20 @@ Deno.test("the decoder's length and distance tables are the compressor's", () =>
     assert.equal(DIST_BASE[i] + 2 ** DIST_EXTRA[i], DIST_BASE[i + 1]);
   }
   assert.equal(DIST_BASE[29] + 2 ** DIST_EXTRA[29], 32769);
+});
+
+Deno.test("adler32 (shared by zlib and lzop) matches RFC 1950 and continues a running sum", () => {
+  const text = new TextEncoder().encode("Wikipedia");
+  assert.equal(adler32(1, text), 0x11e60398);
+  assert.equal(adler32(1, new Uint8Array(0)), 1);
+  // 0xff bytes make the largest sums; past the 3800-byte reduction step
+  const ones = new Uint8Array(100_000).fill(0xff);
+  let a = 1;
+  let b = 0;
+  for (const byte of ones) {
+    a = (a + byte) % 65521;
+    b = (b + a) % 65521;
+  }
+  assert.equal(adler32(1, ones), ((b << 16) | a) >>> 0);
+  assert.equal(adler32(adler32(1, ones, 0, 12345), ones, 12345), adler32(1, ones));
 });
