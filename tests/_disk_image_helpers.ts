@@ -145,6 +145,31 @@ export async function qemuRaw(path: string, dir: string): Promise<Uint8Array> {
 }
 
 /**
+ * Checks that `regions` cover a disk whose bytes are `expected` in order,
+ * without gaps, each non-empty, adjacent ones of one kind merged, and the zero
+ * ones really zero.
+ */
+export function checkRegions(
+  regions: readonly { offset: number; length: number; zero: boolean }[],
+  expected: Uint8Array,
+): void {
+  let at = 0;
+  let previousZero: boolean | undefined;
+  for (const region of regions) {
+    assert.equal(region.offset, at, "regions are in order without gaps");
+    assert.ok(region.length > 0);
+    assert.notEqual(region.zero, previousZero, "adjacent regions of one kind are merged");
+    previousZero = region.zero;
+    if (region.zero) {
+      const bytes = expected.subarray(region.offset, region.offset + region.length);
+      assert.ok(bytes.every((b) => b === 0), `zero region at ${region.offset} is zero`);
+    }
+    at += region.length;
+  }
+  assert.equal(at, expected.length, "regions cover the disk");
+}
+
+/**
  * Checks that the image at `path` reads exactly like qemu-img's raw conversion,
  * read in pieces of several sizes, and that its regions cover the disk in
  * order, merged, with the zero ones really zero. Returns the regions.
@@ -170,20 +195,7 @@ export async function checkAgainstQemu(
       }
     }
     const regions = await Array.fromAsync(image.regions());
-    let at = 0;
-    let previousZero: boolean | undefined;
-    for (const region of regions) {
-      assert.equal(region.offset, at, "regions are in order without gaps");
-      assert.ok(region.length > 0);
-      assert.notEqual(region.zero, previousZero, "adjacent regions of one kind are merged");
-      previousZero = region.zero;
-      if (region.zero) {
-        const bytes = expected.subarray(region.offset, region.offset + region.length);
-        assert.ok(bytes.every((b) => b === 0), `zero region at ${region.offset} is zero`);
-      }
-      at += region.length;
-    }
-    assert.equal(at, image.size, "regions cover the disk");
+    checkRegions(regions, expected);
     return regions;
   } finally {
     await image.close();
