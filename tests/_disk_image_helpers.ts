@@ -144,6 +144,62 @@ export async function qemuRaw(path: string, dir: string): Promise<Uint8Array> {
   return bytes;
 }
 
+/** A raw source disk on file, and conversions of it by qemu-img (see {@linkcode qemuSource}). */
+export interface QemuSource {
+  /** The temporary directory ("" when qemu-img is missing); removed when the test file unloads. */
+  dir: string;
+  /** Converts the source to `format` as `dir/name` with more qemu-img options; returns the path. */
+  convert(name: string, ...args: string[]): Promise<string>;
+}
+
+/**
+ * Writes `data` as `source.raw` in a new temporary directory (nothing when
+ * qemu-img is missing, the tests then being skipped) for conversions to
+ * `format`.
+ */
+export async function qemuSource(format: string, data: Uint8Array): Promise<QemuSource> {
+  const ignore = qemuMissing !== undefined;
+  const dir = ignore ? "" : await Deno.makeTempDir({ prefix: `vmakit-${format}-` });
+  const rawPath = join(dir, "source.raw");
+  if (!ignore) await Deno.writeFile(rawPath, data);
+  addEventListener("unload", () => {
+    if (!ignore) Deno.removeSync(dir, { recursive: true });
+  });
+  return {
+    dir,
+    async convert(name: string, ...args: string[]): Promise<string> {
+      const path = join(dir, name);
+      await run("qemu-img", "convert", "-f", "raw", "-O", format, ...args, rawPath, path);
+      return path;
+    },
+  };
+}
+
+/**
+ * Checks that `regions` cover a disk whose bytes are `expected` in order,
+ * without gaps, each non-empty, adjacent ones of one kind merged, and the zero
+ * ones really zero.
+ */
+export function checkRegions(
+  regions: readonly { offset: number; length: number; zero: boolean }[],
+  expected: Uint8Array,
+): void {
+  let at = 0;
+  let previousZero: boolean | undefined;
+  for (const region of regions) {
+    assert.equal(region.offset, at, "regions are in order without gaps");
+    assert.ok(region.length > 0);
+    assert.notEqual(region.zero, previousZero, "adjacent regions of one kind are merged");
+    previousZero = region.zero;
+    if (region.zero) {
+      const bytes = expected.subarray(region.offset, region.offset + region.length);
+      assert.ok(bytes.every((b) => b === 0), `zero region at ${region.offset} is zero`);
+    }
+    at += region.length;
+  }
+  assert.equal(at, expected.length, "regions cover the disk");
+}
+
 /**
  * Checks that the image at `path` reads exactly like qemu-img's raw conversion,
  * read in pieces of several sizes, and that its regions cover the disk in
@@ -170,20 +226,7 @@ export async function checkAgainstQemu(
       }
     }
     const regions = await Array.fromAsync(image.regions());
-    let at = 0;
-    let previousZero: boolean | undefined;
-    for (const region of regions) {
-      assert.equal(region.offset, at, "regions are in order without gaps");
-      assert.ok(region.length > 0);
-      assert.notEqual(region.zero, previousZero, "adjacent regions of one kind are merged");
-      previousZero = region.zero;
-      if (region.zero) {
-        const bytes = expected.subarray(region.offset, region.offset + region.length);
-        assert.ok(bytes.every((b) => b === 0), `zero region at ${region.offset} is zero`);
-      }
-      at += region.length;
-    }
-    assert.equal(at, image.size, "regions cover the disk");
+    checkRegions(regions, expected);
     return regions;
   } finally {
     await image.close();

@@ -839,16 +839,6 @@ export interface CompressedBase {
 /** Decoded bytes a case may produce before it is stopped (a bomb is not an error). */
 export const COMPRESSED_OUTPUT_CAP = 8 << 20;
 
-function concatAll(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 function zstdSkippable(size: number, nibble: number): Uint8Array {
   const frame = new Uint8Array(8 + size).fill(0xa5);
   const view = new DataView(frame.buffer);
@@ -874,7 +864,7 @@ export async function compressedBases(): Promise<CompressedBase[]> {
     {
       name: "zstd frames and skippable frames",
       format: "zstd",
-      bytes: concatAll([
+      bytes: concat(...[
         zstdSkippable(4, 0),
         zstd(part.subarray(0, 70_000)),
         zstdSkippable(0, 15),
@@ -887,7 +877,7 @@ export async function compressedBases(): Promise<CompressedBase[]> {
     {
       name: "gzip members",
       format: "gzip",
-      bytes: concatAll([
+      bytes: concat(...[
         u8(zlib.gzipSync(part.subarray(0, 50_000))),
         u8(zlib.gzipSync(part.subarray(50_000))),
       ]),
@@ -941,7 +931,7 @@ const splice: Mutator = (bytes, rng) => {
   const from = rng.int(bytes.length);
   const length = rng.range(1, Math.min(bytes.length - from, 70_000));
   const at = rng.int(bytes.length + 1);
-  const out = concatAll([
+  const out = concat(...[
     bytes.subarray(0, at),
     bytes.subarray(from, from + length),
     bytes.subarray(at),
@@ -958,7 +948,7 @@ const insertSkippable: Mutator = (bytes, rng) => {
   }
   const at = rng.chance(0.5) ? 0 : rng.int(bytes.length + 1);
   return {
-    bytes: concatAll([bytes.subarray(0, at), frame, bytes.subarray(at)]),
+    bytes: concat(...[bytes.subarray(0, at), frame, bytes.subarray(at)]),
     step: `insert a skippable frame of ${size} bytes at ${at}`,
   };
 };

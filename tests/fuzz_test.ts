@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { type VmaExtractTarget, VmaFormatError } from "../mod.ts";
 import { baseArchives, checkingTarget, makeCase, runCase } from "./_fuzz.ts";
+import { type JsonlRun, runJsonlChild } from "./_jsonl_child.ts";
 
 const CASES = Number(Deno.env.get("VMAKIT_FUZZ_CASES") ?? 3000);
 const SEED = Number(Deno.env.get("VMAKIT_FUZZ_SEED") ?? 20261124);
@@ -34,49 +35,18 @@ interface DoneLine {
 const main = new URL("./fuzz_main.ts", import.meta.url).pathname;
 const root = new URL("../", import.meta.url).pathname;
 
-async function runFuzzer(
-  args: string[],
-): Promise<{ lines: (CaseLine | DoneLine)[]; hung?: string; stderr: string; code: number }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", main, ...args],
+function runFuzzer(args: string[]): Promise<JsonlRun<CaseLine | DoneLine>> {
+  return runJsonlChild<CaseLine | DoneLine>(["run", "--allow-read", main, ...args], {
     cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const lines: (CaseLine | DoneLine)[] = [];
-  let hung: string | undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const arm = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
+    watchdogMs: WATCHDOG_MS,
+    onHang: (lines) => {
       const last = lines.at(-1);
       const next = last && "case" in last ? last.case + 1 : "the first";
-      hung = `case ${next} hung: no result for ${
+      return `case ${next} hung: no result for ${
         WATCHDOG_MS / 1000
       } s; reproduce: deno task fuzz --seed ${SEED} --case ${next}`;
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }, WATCHDOG_MS);
-  };
-  arm();
-  let pending = "";
-  for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
-    pending += text;
-    let nl: number;
-    while ((nl = pending.indexOf("\n")) >= 0) {
-      const line = pending.slice(0, nl);
-      pending = pending.slice(nl + 1);
-      if (line.trim() !== "") lines.push(JSON.parse(line));
-      arm();
-    }
-  }
-  const status = await child.status;
-  clearTimeout(timer);
-  return { lines, hung, stderr: await stderr, code: status.code };
+    },
+  });
 }
 
 Deno.test(`fuzz: ${CASES} mutated archives all end in success or VmaFormatError (seed ${SEED})`, async () => {

@@ -3,6 +3,7 @@
 import { CliError, describeError } from "./_errors.ts";
 import { type Compression, detectCompression } from "../compress/compression.ts";
 import { decodeStream } from "../compress/_decompress.ts";
+import { mapStreamErrors } from "../vma/_byte_source.ts";
 
 /** Bytes per read from a file: large pieces keep per-chunk overhead small. */
 export const READ_CHUNK_SIZE = 4 * 1024 * 1024;
@@ -209,23 +210,13 @@ function labelErrors(
   readable: ReadableStream<Uint8Array>,
   label: string,
 ): ReadableStream<Uint8Array> {
-  const reader = readable.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      let r: ReadableStreamReadResult<Uint8Array>;
-      try {
-        r = await reader.read();
-      } catch (e) {
-        if (e instanceof CliError) throw e;
-        throw new CliError(`${label} decompression failed - ${describeError(e)}`, { cause: e });
-      }
-      if (r.done) controller.close();
-      else controller.enqueue(r.value);
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+  return mapStreamErrors(
+    readable,
+    (e) =>
+      e instanceof CliError
+        ? e
+        : new CliError(`${label} decompression failed - ${describeError(e)}`, { cause: e }),
+  );
 }
 
 /**

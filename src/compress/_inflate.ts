@@ -27,6 +27,9 @@
  * @module
  */
 
+import { adler32 } from "./_adler32.ts";
+import { DIST_BASE, DIST_EXTRA, LENGTH_BASE, LENGTH_EXTRA } from "./_deflate.ts";
+
 /** What {@linkcode inflate} did. */
 export interface InflateResult {
   /** Bytes written to the output buffer. */
@@ -37,132 +40,6 @@ export interface InflateResult {
   consumed: number;
 }
 
-const LENGTH_BASE = new Uint16Array([
-  3,
-  4,
-  5,
-  6,
-  7,
-  8,
-  9,
-  10,
-  11,
-  13,
-  15,
-  17,
-  19,
-  23,
-  27,
-  31,
-  35,
-  43,
-  51,
-  59,
-  67,
-  83,
-  99,
-  115,
-  131,
-  163,
-  195,
-  227,
-  258,
-]);
-const LENGTH_EXTRA = new Uint8Array([
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  1,
-  1,
-  1,
-  1,
-  2,
-  2,
-  2,
-  2,
-  3,
-  3,
-  3,
-  3,
-  4,
-  4,
-  4,
-  4,
-  5,
-  5,
-  5,
-  5,
-  0,
-]);
-const DIST_BASE = new Uint16Array([
-  1,
-  2,
-  3,
-  4,
-  5,
-  7,
-  9,
-  13,
-  17,
-  25,
-  33,
-  49,
-  65,
-  97,
-  129,
-  193,
-  257,
-  385,
-  513,
-  769,
-  1025,
-  1537,
-  2049,
-  3073,
-  4097,
-  6145,
-  8193,
-  12289,
-  16385,
-  24577,
-]);
-const DIST_EXTRA = new Uint8Array([
-  0,
-  0,
-  0,
-  0,
-  1,
-  1,
-  2,
-  2,
-  3,
-  3,
-  4,
-  4,
-  5,
-  5,
-  6,
-  6,
-  7,
-  7,
-  8,
-  8,
-  9,
-  9,
-  10,
-  10,
-  11,
-  11,
-  12,
-  12,
-  13,
-  13,
-]);
 const CODE_LENGTH_ORDER = new Uint8Array([
   16,
   17,
@@ -417,23 +294,8 @@ export function inflateZlib(input: Uint8Array, output: Uint8Array): number {
   if (end + 4 > input.length) throw new SyntaxError("Invalid zlib data: the stream ends early");
   const expected = ((input[end] << 24) | (input[end + 1] << 16) | (input[end + 2] << 8) |
     input[end + 3]) >>> 0;
-  if (adler32(output.subarray(0, result.written)) !== expected) {
+  if (adler32(1, output.subarray(0, result.written)) !== expected) {
     throw new SyntaxError("Invalid zlib data: Adler-32 checksum mismatch");
   }
   return result.written;
-}
-
-function adler32(data: Uint8Array): number {
-  let a = 1;
-  let b = 0;
-  for (let i = 0; i < data.length;) {
-    const end = Math.min(i + 5552, data.length);
-    for (; i < end; i++) {
-      a += data[i];
-      b += a;
-    }
-    a %= 65521;
-    b %= 65521;
-  }
-  return ((b << 16) | a) >>> 0;
 }

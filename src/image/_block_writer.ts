@@ -154,6 +154,11 @@ export class Serial {
     this.#tail = next.catch(() => {});
     return next;
   }
+
+  /** Fulfils (never rejects) once every operation run so far has settled. */
+  get settled(): Promise<void> {
+    return this.#tail;
+  }
 }
 
 /** What a block-allocating format supplies to {@linkcode BlockWriter}. */

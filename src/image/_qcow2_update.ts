@@ -11,6 +11,7 @@
 import type { DiskImageWriter, PositionedWriter } from "./disk_image_writer.ts";
 import { corrupt, unsupported } from "./_image_errors.ts";
 import { parseQcow2Header, QCOW2_HEADER_BYTES } from "./_qcow2_header.ts";
+import { Serial } from "./_block_writer.ts";
 
 const COPIED_HI = 0x80000000;
 const COMPRESSED_HI = 0x40000000;
@@ -111,9 +112,8 @@ class Qcow2Update implements DiskImageWriter {
   #metadata = new Set<number>();
   /** One bit per guest cluster touched by a write, per L2 table touched (by L1 index). */
   #touched = new Map<number, Uint8Array>();
-  #queue: Promise<void> = Promise.resolve();
-  #failed: unknown;
   #closed = false;
+  readonly #serial = new Serial();
 
   constructor(
     target: PositionedWriter,
@@ -154,20 +154,6 @@ class Qcow2Update implements DiskImageWriter {
     }
   }
 
-  #serial(step: () => Promise<void>): Promise<void> {
-    const run = this.#queue.then(async () => {
-      if (this.#failed !== undefined) throw this.#failed;
-      try {
-        await step();
-      } catch (e) {
-        this.#failed = e;
-        throw e;
-      }
-    });
-    this.#queue = run.catch(() => {});
-    return run;
-  }
-
   write(offset: number, data: Uint8Array): Promise<void> {
     if (this.#closed) {
       return Promise.reject(new TypeError("Cannot write: the qcow2 image is closed"));
@@ -179,7 +165,7 @@ class Qcow2Update implements DiskImageWriter {
         ),
       );
     }
-    return this.#serial(async () => {
+    return this.#serial.run(async () => {
       const c = this.#cluster;
       for (let at = 0; at < data.length;) {
         const pos = offset + at;
@@ -193,9 +179,9 @@ class Qcow2Update implements DiskImageWriter {
   }
 
   close(): Promise<void> {
-    if (this.#closed) return this.#queue;
+    if (this.#closed) return this.#serial.settled;
     this.#closed = true;
-    return this.#serial(() => this.#finish());
+    return this.#serial.run(() => this.#finish());
   }
 
   // --- reference counts ---

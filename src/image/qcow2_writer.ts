@@ -29,8 +29,9 @@
  * @module
  */
 
-import { deflateRaw } from "./_deflate.ts";
+import { deflateRaw } from "../compress/_deflate.ts";
 import { openQcow2Update } from "./_qcow2_update.ts";
+import { Serial } from "./_block_writer.ts";
 import type { DiskImageWriter, PositionedWriter } from "./disk_image_writer.ts";
 
 const CLUSTER_BITS = 16;
@@ -216,8 +217,7 @@ class Qcow2Writer implements DiskImageWriter {
   /** Cluster buffers of compressed clusters, for reuse (allocations are what grows memory). */
   #spare: Uint8Array[] = [];
   #closed = false;
-  #failed: unknown = undefined;
-  #queue: Promise<void> = Promise.resolve();
+  readonly #serial = new Serial();
 
   constructor(target: PositionedWriter, size: number, options: Qcow2WriterOptions) {
     if (!Number.isSafeInteger(size) || size < 0) {
@@ -250,21 +250,6 @@ class Qcow2Writer implements DiskImageWriter {
     else if (options.compress === "zlib") this.#compress = options.deflate ?? deflateRaw;
   }
 
-  /** Runs `step` after every earlier call; errors are sticky. */
-  #serial(step: () => Promise<void>): Promise<void> {
-    const run = this.#queue.then(async () => {
-      if (this.#failed !== undefined) throw this.#failed;
-      try {
-        await step();
-      } catch (e) {
-        this.#failed = e;
-        throw e;
-      }
-    });
-    this.#queue = run.catch(() => {});
-    return run;
-  }
-
   write(offset: number, data: Uint8Array): Promise<void> {
     if (this.#closed) {
       return Promise.reject(new TypeError("Cannot write: the qcow2 image is closed"));
@@ -279,7 +264,7 @@ class Qcow2Writer implements DiskImageWriter {
         ),
       );
     }
-    return this.#serial(async () => {
+    return this.#serial.run(async () => {
       this.#start();
       for (let at = 0; at < data.length;) {
         const pos = offset + at;
@@ -298,9 +283,9 @@ class Qcow2Writer implements DiskImageWriter {
   }
 
   close(): Promise<void> {
-    if (this.#closed) return this.#queue;
+    if (this.#closed) return this.#serial.settled;
     this.#closed = true;
-    return this.#serial(() => this.#finish());
+    return this.#serial.run(() => this.#finish());
   }
 
   // --- allocation and reference counts ---

@@ -52,7 +52,7 @@ import {
   writeTable32,
 } from "./_block_writer.ts";
 import { inflateZlib } from "../compress/_inflate.ts";
-import { ZlibDeflater } from "./_zlib_deflate.ts";
+import { Deflater } from "../compress/_deflate.ts";
 
 /** Options for {@linkcode createVmdkWriter}. */
 export interface VmdkWriterOptions {
@@ -216,7 +216,7 @@ class StreamVmdkWriter implements DiskImageWriter {
   readonly #table = new PagedTable();
   readonly #pending = new Map<number, Pending>();
   readonly #serial = new Serial();
-  readonly #deflater = new ZlibDeflater();
+  readonly #deflater = new Deflater({ windowBits: 15, format: "zlib" });
   /** Grain buffers to reuse: at most as many as the budget holds. */
   readonly #spare: Uint8Array[] = [];
   /** The marker and compressed grain being written, reused. */

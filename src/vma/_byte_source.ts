@@ -87,22 +87,25 @@ export class ByteSource {
       }
       return out;
     }
-    while (this.#buffered < n && !this.#eof) {
-      const { done, value } = await this.#reader!.read();
-      if (done) {
-        this.#eof = true;
-        break;
-      }
-      if (!(value instanceof Uint8Array)) {
-        throw new TypeError(
-          "Cannot read the archive: the stream gave a chunk that is not a Uint8Array",
-        );
-      }
-      if (value.length === 0) continue;
-      this.#chunks.push(value);
-      this.#buffered += value.length;
-    }
+    while (this.#buffered < n && !this.#eof) await this.#pullChunk();
     return this.#take(Math.min(n, this.#buffered), scratch);
+  }
+
+  /** Reads one chunk of the stream into the chunk list (unless empty); sets `#eof` at its end. */
+  async #pullChunk(): Promise<void> {
+    const { done, value } = await this.#reader!.read();
+    if (done) {
+      this.#eof = true;
+      return;
+    }
+    if (!(value instanceof Uint8Array)) {
+      throw new TypeError(
+        "Cannot read the archive: the stream gave a chunk that is not a Uint8Array",
+      );
+    }
+    if (value.length === 0) return;
+    this.#chunks.push(value);
+    this.#buffered += value.length;
   }
 
   /**
@@ -139,21 +142,7 @@ export class ByteSource {
         this.#winEnd - this.#winStart,
       );
     } else {
-      while (this.#buffered < COMPRESSION_MAGIC_SIZE && !this.#eof) {
-        const { done, value } = await this.#reader!.read();
-        if (done) {
-          this.#eof = true;
-          break;
-        }
-        if (!(value instanceof Uint8Array)) {
-          throw new TypeError(
-            "Cannot read the archive: the stream gave a chunk that is not a Uint8Array",
-          );
-        }
-        if (value.length === 0) continue;
-        this.#chunks.push(value);
-        this.#buffered += value.length;
-      }
+      while (this.#buffered < COMPRESSION_MAGIC_SIZE && !this.#eof) await this.#pullChunk();
       head = new Uint8Array(Math.min(COMPRESSION_MAGIC_SIZE, this.#buffered));
       let at = 0;
       for (let i = this.#head; at < head.length; i++) {
@@ -343,6 +332,22 @@ function labelled(
   readable: ReadableStream<Uint8Array>,
   compression: Compression,
 ): ReadableStream<Uint8Array> {
+  return mapStreamErrors(readable, (e) => {
+    if (e instanceof TypeError || e instanceof RangeError) return e;
+    const why = e instanceof Error ? e.message : String(e);
+    return new SyntaxError(`${compression} decompression failed - ${why}`, { cause: e });
+  });
+}
+
+/**
+ * `readable` read one chunk per pull (nothing read ahead), with each error
+ * it raises replaced by what `map` returns; cancelling cancels `readable`.
+ * Shared with the CLI's archive input (`src/cli/_archive_input.ts`).
+ */
+export function mapStreamErrors(
+  readable: ReadableStream<Uint8Array>,
+  map: (error: unknown) => unknown,
+): ReadableStream<Uint8Array> {
   const reader = readable.getReader();
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -350,9 +355,7 @@ function labelled(
       try {
         r = await reader.read();
       } catch (e) {
-        if (e instanceof TypeError || e instanceof RangeError) throw e;
-        const why = e instanceof Error ? e.message : String(e);
-        throw new SyntaxError(`${compression} decompression failed - ${why}`, { cause: e });
+        throw map(e);
       }
       if (r.done) controller.close();
       else controller.enqueue(r.value);

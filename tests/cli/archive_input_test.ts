@@ -5,6 +5,7 @@ import { CliError } from "../../src/cli/_errors.ts";
 import { existsSync } from "node:fs";
 import { VmaWriter } from "../../mod.ts";
 import { CLI, have, TESTDATA, vma } from "../_cli_run.ts";
+import { concat } from "../_craft.ts";
 
 /** small.vma: the Proxmox fixture, decompressed. */
 const small = new Uint8Array(gunzipSync(await Deno.readFile(`${TESTDATA}small.vma.gz`)));
@@ -35,16 +36,6 @@ async function file(...parts: Uint8Array[]): Promise<string> {
   const path = `${dir}/input-${files++}.vma.zst`;
   await Deno.writeFile(path, concat(...parts));
   return path;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 const zstd = (bytes: Uint8Array): Uint8Array => zstdCompressSync(bytes);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { pseudoRandom } from "../_helpers.ts";
 import fc from "npm:fast-check@^4.3.0";
 import { LzopDecompressionStream } from "../../src/compress/lzop_decompression_stream.ts";
+import { concat } from "../_craft.ts";
 
 const testdata = new URL("../testdata/", import.meta.url);
 
@@ -75,16 +76,6 @@ async function rejectsWith(
     assert.equal((error as Error).message, message);
     return true;
   });
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 function text(s: string): Uint8Array {

@@ -6,18 +6,9 @@ import {
   ZstdFrameScanner,
 } from "../../src/compress/_zstd_frames.ts";
 import { knownData } from "../_disk_image_helpers.ts";
+import { concat } from "../_craft.ts";
 
 const zstd = (bytes: Uint8Array) => new Uint8Array(zstdCompressSync(bytes));
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 function skippable(size: number, nibble: number): Uint8Array {
   const frame = new Uint8Array(8 + size).fill(0x28);

@@ -8,17 +8,13 @@
 //
 //   deno run -A tests/image/_foreign_fuzz_main.ts --cases 500 --seed 1 [--case 17]
 import { join } from "node:path";
-import type { PositionedReader } from "../../src/image/disk_image.ts";
 import { openDiskImage } from "../../src/image/open_disk_image.ts";
 import { crc32cWithZeroField } from "../../src/image/_crc32c.ts";
 import { vpcChecksum } from "../../src/image/_vpc_header.ts";
 import { Rng } from "../_fuzz.ts";
+import { arg, ERROR_CLASS, memoryReader, outcome, put } from "./_fuzz_common.ts";
 import { knownData, run } from "../_disk_image_helpers.ts";
 
-function arg(name: string, fallback: number): number {
-  const i = Deno.args.indexOf(name);
-  return i >= 0 ? Number(Deno.args[i + 1]) : fallback;
-}
 const CASES = arg("--cases", 500);
 const SEED = arg("--seed", 1);
 const ONLY = arg("--case", -1);
@@ -204,14 +200,6 @@ function interesting(rng: Rng, size: number): bigint {
   }
 }
 
-/** Writes the low `width` bytes of `value` at `at`. */
-function put(bytes: Uint8Array, at: number, width: number, value: bigint, little: boolean) {
-  for (let i = 0; i < width && at + i < bytes.length; i++) {
-    const shift = BigInt(8 * (little ? i : width - 1 - i));
-    bytes[at + i] = Number((value >> shift) & 0xffn);
-  }
-}
-
 /** One mutation step on `bytes` (a copy); returns the bytes and a description. */
 function mutate(rng: Rng, bytes: Uint8Array, base: Base): [Uint8Array, string] {
   switch (rng.u32() % 7) {
@@ -248,27 +236,13 @@ function mutate(rng: Rng, bytes: Uint8Array, base: Base): [Uint8Array, string] {
   }
 }
 
-function memoryReader(bytes: Uint8Array): PositionedReader {
-  return {
-    size: bytes.length,
-    read: (position, length) => Promise.resolve(bytes.slice(position, position + length)),
-    close: () => Promise.resolve(),
-  };
-}
-
 const PREFIX = /^(Not a|Corrupt|Unsupported|Oversized) (vhdx|vpc|vdi) image: /;
-const CLASS: Record<string, ErrorConstructor> = {
-  "Not a": SyntaxError,
-  Corrupt: SyntaxError,
-  Unsupported: TypeError,
-  Oversized: RangeError,
-};
 
 /** Whether an error is one of the documented ones (class matching its prefix, one line). */
 function documented(error: unknown): boolean {
   if (!(error instanceof Error) || error.message.includes("\n")) return false;
   const m = PREFIX.exec(error.message);
-  return m !== null && error.constructor === CLASS[m[1]];
+  return m !== null && error.constructor === ERROR_CLASS[m[1]];
 }
 
 async function runCase(base: Base, mutant: Uint8Array) {
@@ -320,21 +294,10 @@ for (let index = 0; index < CASES; index++) {
     reseal(base.format, bytes);
     steps.push("reseal");
   }
-  let kind: "ok" | "error" | "bug" = "ok";
-  let message: string | undefined;
-  let stack: string | undefined;
-  try {
-    await runCase(base, bytes);
-  } catch (error) {
-    kind = documented(error) ? "error" : "bug";
-    message = error instanceof Error
-      ? `${error.constructor.name}: ${error.message}`
-      : String(error);
-    if (kind === "bug") stack = (error as Error).stack;
-  }
-  counts[kind]++;
+  const result = await outcome(() => runCase(base, bytes), documented);
+  counts[result.kind]++;
   peak = Math.max(peak, Deno.memoryUsage().rss);
-  console.log(JSON.stringify({ case: index, base: base.name, steps, kind, message, stack }));
+  console.log(JSON.stringify({ case: index, base: base.name, steps, ...result }));
 }
 console.log(JSON.stringify({
   done: true,

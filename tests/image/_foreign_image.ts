@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { DiskImage, DiskImageRegion } from "../../src/image/disk_image.ts";
 import { openDiskImage } from "../../src/image/open_disk_image.ts";
-import { equalBytes, openFileReader, run } from "../_disk_image_helpers.ts";
+import { checkRegions, equalBytes, openFileReader, run } from "../_disk_image_helpers.ts";
 
 export type ForeignFormat = "vhdx" | "vpc" | "vdi";
 
@@ -72,20 +72,7 @@ export async function checkForeign(
     const regions = await Array.fromAsync(image.regions());
     // The maps of VHD and VDI are in memory; a VHDX reads a few BAT pages.
     assert.ok(reads() - before <= 4, `regions() read ${reads() - before} times`);
-    let at = 0;
-    let previousZero: boolean | undefined;
-    for (const region of regions) {
-      assert.equal(region.offset, at, "regions are in order without gaps");
-      assert.ok(region.length > 0);
-      assert.notEqual(region.zero, previousZero, "adjacent regions of one kind are merged");
-      previousZero = region.zero;
-      if (region.zero) {
-        const bytes = expected.subarray(region.offset, region.offset + region.length);
-        assert.ok(bytes.every((b) => b === 0), `zero region at ${region.offset} is zero`);
-      }
-      at += region.length;
-    }
-    assert.equal(at, image.size, "regions cover the disk");
+    checkRegions(regions, expected);
     for (const piece of [image.size, 1024 * 1024 + 4097, 65536 - 1]) {
       for (let at = 0; at < image.size; at += piece) {
         const length = Math.min(piece, image.size - at);

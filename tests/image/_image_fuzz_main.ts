@@ -7,15 +7,11 @@
 //   deno run -A tests/image/_image_fuzz_main.ts --cases 500 --seed 1 [--case 17]
 import { join } from "node:path";
 import { zstdDecompressSync } from "node:zlib";
-import type { PositionedReader } from "../../src/image/disk_image.ts";
 import { openDiskImage } from "../../src/image/open_disk_image.ts";
 import { Rng } from "../_fuzz.ts";
+import { arg, ERROR_CLASS, memoryReader, outcome, put } from "./_fuzz_common.ts";
 import { knownData, run } from "../_disk_image_helpers.ts";
 
-function arg(name: string, fallback: number): number {
-  const i = Deno.args.indexOf(name);
-  return i >= 0 ? Number(Deno.args[i + 1]) : fallback;
-}
 const CASES = arg("--cases", 500);
 const SEED = arg("--seed", 1);
 const ONLY = arg("--case", -1);
@@ -85,14 +81,6 @@ function interesting(rng: Rng, size: number): bigint {
       return 0xffffffffffffffffn - BigInt(rng.u32() % 4);
     default:
       return (BigInt(rng.u32()) << 32n) | BigInt(rng.u32());
-  }
-}
-
-/** Writes the low `width` bytes of `value` at `at`, big or little endian. */
-function put(bytes: Uint8Array, at: number, width: number, value: bigint, little: boolean) {
-  for (let i = 0; i < width && at + i < bytes.length; i++) {
-    const shift = BigInt(8 * (little ? i : width - 1 - i));
-    bytes[at + i] = Number((value >> shift) & 0xffn);
   }
 }
 
@@ -206,21 +194,7 @@ function mutate(rng: Rng, bytes: Uint8Array, format: string): [Uint8Array, strin
   }
 }
 
-function memoryReader(bytes: Uint8Array): PositionedReader {
-  return {
-    size: bytes.length,
-    read: (position, length) => Promise.resolve(bytes.slice(position, position + length)),
-    close: () => Promise.resolve(),
-  };
-}
-
 const PREFIX = /^(Not a|Corrupt|Unsupported|Oversized) (qcow2|vmdk) image: /;
-const CLASS: Record<string, ErrorConstructor> = {
-  "Not a": SyntaxError,
-  Corrupt: SyntaxError,
-  Unsupported: TypeError,
-  Oversized: RangeError,
-};
 
 /** Whether an error is one of the documented ones (class matching its prefix). */
 function documented(error: unknown): boolean {
@@ -232,7 +206,9 @@ function documented(error: unknown): boolean {
   );
   if (message.includes("\n")) return false;
   const m = PREFIX.exec(message);
-  if (m !== null) return error instanceof CLASS[m[1]] && error.constructor === CLASS[m[1]];
+  if (m !== null) {
+    return error instanceof ERROR_CLASS[m[1]] && error.constructor === ERROR_CLASS[m[1]];
+  }
   // Format detection (open_disk_image.ts): a mutated header that now names another format.
   if (message.startsWith("Unsupported image format: ")) return error.constructor === TypeError;
   return /^(no such extent|no (openBacking|openFile) option was given)/.test(message) ||
@@ -294,22 +270,11 @@ for (let index = 0; index < CASES; index++) {
   let mutant = base.bytes;
   if (target === "image") mutant = bytes;
   else files.set(target, bytes);
-  let kind: "ok" | "error" | "bug" = "ok";
-  let message: string | undefined;
-  let stack: string | undefined;
-  try {
-    await runCase(base, mutant, files);
-  } catch (error) {
-    kind = documented(error) ? "error" : "bug";
-    message = error instanceof Error
-      ? `${error.constructor.name}: ${error.message}`
-      : String(error);
-    if (kind === "bug") stack = (error as Error).stack;
-  }
-  counts[kind]++;
+  const result = await outcome(() => runCase(base, mutant, files), documented);
+  counts[result.kind]++;
   peak = Math.max(peak, Deno.memoryUsage().rss);
   console.log(
-    JSON.stringify({ case: index, base: base.name, target, steps, kind, message, stack }),
+    JSON.stringify({ case: index, base: base.name, target, steps, ...result }),
   );
 }
 console.log(JSON.stringify({

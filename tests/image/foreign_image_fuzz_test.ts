@@ -3,6 +3,7 @@
 // caught by the watchdog here, and the run's memory is measured apart.
 import assert from "node:assert/strict";
 import { qemuMissing } from "../_disk_image_helpers.ts";
+import { runJsonlChild } from "../_jsonl_child.ts";
 
 const CASES = Number(Deno.env.get("VMAKIT_FOREIGN_FUZZ_CASES") ?? 2000);
 const SEED = Number(Deno.env.get("VMAKIT_FOREIGN_FUZZ_SEED") ?? 20261202);
@@ -31,38 +32,17 @@ Deno.test({
   name: `image fuzz: ${CASES} mutated VHDX, VHD and VDI images end in a read or a documented error`,
   ignore: qemuMissing !== undefined,
   async fn() {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", main, "--cases", String(CASES), "--seed", String(SEED)],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const stderr = new Response(child.stderr).text();
-    const lines: (CaseLine | DoneLine)[] = [];
-    let hung: string | undefined;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        const last = lines.at(-1);
-        const next = last && "case" in last ? last.case + 1 : 0;
-        hung = `case ${next} hung; reproduce: deno run -A ${main} --seed ${SEED} --case ${next}`;
-        child.kill("SIGKILL");
-      }, WATCHDOG_MS);
-    };
-    arm();
-    let pending = "";
-    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
-      pending += text;
-      let nl: number;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        const line = pending.slice(0, nl);
-        pending = pending.slice(nl + 1);
-        if (line.trim() !== "") lines.push(JSON.parse(line));
-        arm();
-      }
-    }
-    const status = await child.status;
-    clearTimeout(timer);
+    const { lines, hung, stderr, code } = await runJsonlChild<CaseLine | DoneLine>(
+      ["run", "-A", main, "--cases", String(CASES), "--seed", String(SEED)],
+      {
+        watchdogMs: WATCHDOG_MS,
+        onHang: (lines) => {
+          const last = lines.at(-1);
+          const next = last && "case" in last ? last.case + 1 : 0;
+          return `case ${next} hung; reproduce: deno run -A ${main} --seed ${SEED} --case ${next}`;
+        },
+      },
+    );
     assert.equal(hung, undefined, hung);
     const cases = lines.filter((l): l is CaseLine => "case" in l);
     const bugs = cases.filter((c) => c.kind === "bug");
@@ -74,7 +54,7 @@ Deno.test({
         `  reproduce: deno run -A ${main} --seed ${SEED} --case ${b.case}\n${b.stack}`
       ).join("\n"),
     );
-    assert.equal(status.code, 0, await stderr);
+    assert.equal(code, 0, stderr);
     const done = lines.find((l): l is DoneLine => "done" in l);
     assert.ok(done, "the fuzzer did not finish");
     assert.equal(cases.length, CASES);

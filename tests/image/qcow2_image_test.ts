@@ -10,29 +10,17 @@ import {
   openFileReader,
   openPath,
   qemuMissing,
+  qemuSource,
   rejectsWith,
   run,
   zeroBytes,
 } from "../_disk_image_helpers.ts";
 
 const ignore = qemuMissing !== undefined;
-const dir = ignore ? "" : await Deno.makeTempDir({ prefix: "vmakit-qcow2-" });
 /** 3 MiB and a bit: not a multiple of any cluster size. */
 const SIZE = 3 * 1024 * 1024 + 12345;
 const data = knownData(SIZE, 7);
-const rawPath = join(dir, "source.raw");
-if (!ignore) await Deno.writeFile(rawPath, data);
-
-addEventListener("unload", () => {
-  if (!ignore) Deno.removeSync(dir, { recursive: true });
-});
-
-/** Converts the known raw data to qcow2 with extra qemu-img options. */
-async function convert(name: string, ...args: string[]): Promise<string> {
-  const path = join(dir, name);
-  await run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", ...args, rawPath, path);
-  return path;
-}
+const { dir, convert } = await qemuSource("qcow2", data);
 
 /** Converts, checks against qemu-img, and checks the start is the known data. */
 async function roundTrip(name: string, ...args: string[]) {

@@ -1,23 +1,22 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { openVdiImage } from "../../src/image/vdi_image.ts";
 import { parseVdiHeader } from "../../src/image/_vdi_header.ts";
-import { equalBytes, knownData, qemuMissing, rejectsWith, run } from "../_disk_image_helpers.ts";
+import {
+  equalBytes,
+  knownData,
+  qemuMissing,
+  qemuSource,
+  rejectsWith,
+} from "../_disk_image_helpers.ts";
 import { checkForeign, memoryReader, openForeign } from "./_foreign_image.ts";
 
 const ignore = qemuMissing !== undefined;
-const dir = ignore ? "" : await Deno.makeTempDir({ prefix: "vmakit-vdi-" });
 const MiB = 1024 * 1024;
 /** 5 MiB and a bit (no whole sectors), zeros from 1 to 3 MiB: whole 1 MiB blocks stay free. */
 const SIZE = 5 * MiB + 12345;
 const data = knownData(SIZE, 13);
 data.fill(0, MiB, 3 * MiB);
-const rawPath = join(dir, "source.raw");
-if (!ignore) await Deno.writeFile(rawPath, data);
-
-addEventListener("unload", () => {
-  if (!ignore) Deno.removeSync(dir, { recursive: true });
-});
+const { dir, convert } = await qemuSource("vdi", data);
 
 for (
   const [title, args, zeroRegions] of [
@@ -29,8 +28,7 @@ for (
     name: `openVdiImage reads a ${title} VDI from qemu-img like qemu-img does`,
     ignore,
     async fn() {
-      const path = join(dir, `${title}.vdi`);
-      await run("qemu-img", "convert", "-f", "raw", "-O", "vdi", ...args, rawPath, path);
+      const path = await convert(`${title}.vdi`, ...args);
       const regions = await checkForeign(path, "vdi", dir);
       assert.equal(regions.some((r) => r.zero), zeroRegions);
       const { image } = await openForeign(path, "vdi");

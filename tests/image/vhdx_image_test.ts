@@ -9,28 +9,23 @@ import {
   parseVhdxRegionTable,
   pickVhdxHeader,
 } from "../../src/image/_vhdx_header.ts";
-import { equalBytes, knownData, qemuMissing, rejectsWith, run } from "../_disk_image_helpers.ts";
+import {
+  equalBytes,
+  knownData,
+  qemuMissing,
+  qemuSource,
+  rejectsWith,
+  run,
+} from "../_disk_image_helpers.ts";
 import { checkForeign, memoryReader, openForeign } from "./_foreign_image.ts";
 
 const ignore = qemuMissing !== undefined;
-const dir = ignore ? "" : await Deno.makeTempDir({ prefix: "vmakit-vhdx-" });
 const MiB = 1024 * 1024;
 /** 6 MiB and a bit, zeros from 1 to 3 MiB: whole 1 MiB blocks stay unallocated. */
 const SIZE = 6 * MiB + 12345;
 const data = knownData(SIZE, 17);
 data.fill(0, MiB, 3 * MiB);
-const rawPath = join(dir, "source.raw");
-if (!ignore) await Deno.writeFile(rawPath, data);
-
-addEventListener("unload", () => {
-  if (!ignore) Deno.removeSync(dir, { recursive: true });
-});
-
-async function convert(name: string, ...args: string[]): Promise<string> {
-  const path = join(dir, name);
-  await run("qemu-img", "convert", "-f", "raw", "-O", "vhdx", ...args, rawPath, path);
-  return path;
-}
+const { dir, convert } = await qemuSource("vhdx", data);
 
 Deno.test("crc32c matches the known check values", () => {
   const text = new TextEncoder().encode("123456789");

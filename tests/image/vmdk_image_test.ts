@@ -10,38 +10,21 @@ import {
   openFileReader,
   openPath,
   qemuMissing,
+  qemuSource,
   rejectsWith,
   run,
   zeroBytes,
 } from "../_disk_image_helpers.ts";
 
 const ignore = qemuMissing !== undefined;
-const dir = ignore ? "" : await Deno.makeTempDir({ prefix: "vmakit-vmdk-" });
 /** 3 MiB and a bit: not a multiple of the 64 KiB grain. */
 const SIZE = 3 * 1024 * 1024 + 12345;
 const data = knownData(SIZE, 11);
-const rawPath = join(dir, "source.raw");
-if (!ignore) await Deno.writeFile(rawPath, data);
+const source = await qemuSource("vmdk", data);
+const dir = source.dir;
 
-addEventListener("unload", () => {
-  if (!ignore) Deno.removeSync(dir, { recursive: true });
-});
-
-async function convert(name: string, subformat: string): Promise<string> {
-  const path = join(dir, name);
-  await run(
-    "qemu-img",
-    "convert",
-    "-f",
-    "raw",
-    "-O",
-    "vmdk",
-    "-o",
-    `subformat=${subformat}`,
-    rawPath,
-    path,
-  );
-  return path;
+function convert(name: string, subformat: string): Promise<string> {
+  return source.convert(name, "-o", `subformat=${subformat}`);
 }
 
 function memoryReader(bytes: Uint8Array): PositionedReader {

@@ -1,29 +1,22 @@
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { openVpcImage } from "../../src/image/vpc_image.ts";
 import { parseVpcFooter, vpcChecksum } from "../../src/image/_vpc_header.ts";
-import { equalBytes, knownData, qemuMissing, rejectsWith, run } from "../_disk_image_helpers.ts";
+import {
+  equalBytes,
+  knownData,
+  qemuMissing,
+  qemuSource,
+  rejectsWith,
+} from "../_disk_image_helpers.ts";
 import { checkForeign, memoryReader, openForeign, qemuVirtualSize } from "./_foreign_image.ts";
 
 const ignore = qemuMissing !== undefined;
-const dir = ignore ? "" : await Deno.makeTempDir({ prefix: "vmakit-vpc-" });
 const MiB = 1024 * 1024;
 /** 7 MiB and a bit, zeros from 2 to 6 MiB: whole 2 MiB blocks stay unallocated. */
 const SIZE = 7 * MiB + 12345;
 const data = knownData(SIZE, 11);
 data.fill(0, 2 * MiB, 6 * MiB);
-const rawPath = join(dir, "source.raw");
-if (!ignore) await Deno.writeFile(rawPath, data);
-
-addEventListener("unload", () => {
-  if (!ignore) Deno.removeSync(dir, { recursive: true });
-});
-
-async function convert(name: string, ...args: string[]): Promise<string> {
-  const path = join(dir, name);
-  await run("qemu-img", "convert", "-f", "raw", "-O", "vpc", ...args, rawPath, path);
-  return path;
-}
+const { dir, convert } = await qemuSource("vpc", data);
 
 /** The start of the image reads as the source data (qemu-img may round the size up). */
 async function checkSource(path: string) {

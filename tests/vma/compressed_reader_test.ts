@@ -7,17 +7,7 @@ import { createZstdDecompress } from "node:zlib";
 import { type Compression, detectCompression, verifyVma, VmaReader, VmaWriter } from "../../mod.ts";
 import { nodeTransformToWeb } from "../../src/compress/_node_transform.ts";
 import { chunked, gunzip, testdata } from "../_helpers.ts";
-
-/** The parts one after the other. */
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+import { concat } from "../_craft.ts";
 
 const plain = await gunzip(await testdata("small.vma.gz"));
 const expected = await verifyVma(new VmaReader(ReadableStream.from([plain])));
@@ -85,11 +75,11 @@ Deno.test("VmaReader decodes every zstd frame and every gzip member", async () =
     zstdParts.push(zstdCompressSync(plain.subarray(cut[i], cut[i + 1])), skippable);
     gzipParts.push(gzipSync(plain.subarray(cut[i], cut[i + 1])));
   }
-  const zstd = concat(zstdParts);
+  const zstd = concat(...zstdParts);
   // node:zlib's own decoder stops after one frame: the test would pass vacuously otherwise.
   assert.ok(zstdDecompressSync(zstd.subarray(skippable.length)).length < plain.length);
   await check(zstd, "zstd", "3 zstd frames");
-  await check(concat(gzipParts), "gzip", "3 gzip members");
+  await check(concat(...gzipParts), "gzip", "3 gzip members");
 });
 
 Deno.test("VmaReader uses the zstd option for each frame", async () => {
@@ -99,7 +89,7 @@ Deno.test("VmaReader uses the zstd option for each frame", async () => {
     return nodeTransformToWeb(createZstdDecompress());
   };
   const parts = [zstdCompressSync(plain.subarray(0, 1000)), zstdCompressSync(plain.subarray(1000))];
-  await check(concat(parts), "zstd", "option", { zstd });
+  await check(concat(...parts), "zstd", "option", { zstd });
   assert.equal(frames, 2 * 2); // two frames, two runs of check
 });
 
@@ -170,7 +160,7 @@ Deno.test({
       }
       await produce;
       frames.push(zstdCompressSync(frame.subarray(0, filled)));
-      const archive = concat(frames);
+      const archive = concat(...frames);
       assert.ok(archive.length < 4 << 20 && frames.length === 9, `${archive.length} bytes`);
       await Deno.writeFile(`${dir}/bomb.vma.zst`, archive);
       await Deno.writeTextFile(

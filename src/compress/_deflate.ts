@@ -1,149 +1,54 @@
 /**
- * A small zlib (RFC 1950) compressor for VMDK grains: greedy LZ77 over a
- * 32 KiB window with hash chains, coded with the fixed Huffman codes of
- * RFC 1951, or stored when that would not be smaller.
+ * A small DEFLATE compressor (RFC 1951), raw or zlib-wrapped (RFC 1950), with
+ * a window of 256 bytes to 32 KiB: greedy LZ77 with hash chains, coded as one
+ * block with the fixed Huffman codes, or as stored blocks when that would not
+ * be smaller. Also the length and distance tables that the decoder
+ * (`_inflate.ts`) shares.
  *
- * Why not the web `CompressionStream("deflate")`: in Deno each stream holds
- * its zlib state (about 300 KiB of native memory) until the garbage
- * collector gets to the stream object, which the small JavaScript heap
- * rarely prompts: compressing 2 GiB as 64 KiB grains, one stream each, grew
- * the process to over 300 MiB. This compressor reuses its buffers, so its
- * memory is fixed (about 300 KiB), and runs unchanged in browsers.
+ * Its two users:
+ * - qcow2 compressed clusters: raw deflate with a 4 KiB window, because QEMU
+ *   inflates them with windowBits -12 (so the web `CompressionStream`, whose
+ *   window is 32 KiB, cannot be used). No back-reference reaches further than
+ *   the window.
+ * - VMDK streamOptimized grains: zlib with a 32 KiB window. Not the web
+ *   `CompressionStream("deflate")` either: in Deno each stream holds its zlib
+ *   state (about 300 KiB of native memory) until the garbage collector gets
+ *   to the stream object, which the small JavaScript heap rarely prompts:
+ *   compressing 2 GiB as 64 KiB grains, one stream each, grew the process to
+ *   over 300 MiB. A {@linkcode Deflater} reuses its buffers, so its memory is
+ *   fixed (about 300 KiB beyond its largest output), and runs unchanged in
+ *   browsers.
  *
  * @module
  */
 
-const WINDOW = 32768;
+/** Base length of each length code (symbol 257 + index). */
+export const LENGTH_BASE: Uint16Array = Uint16Array.of(
+  ...[3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31],
+  ...[35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258],
+);
+/** Extra bits of each length code. */
+export const LENGTH_EXTRA: Uint8Array = Uint8Array.of(
+  ...[0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2],
+  ...[3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0],
+);
+/** Base distance of each distance code. */
+export const DIST_BASE: Uint16Array = Uint16Array.of(
+  ...[1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193],
+  ...[257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577],
+);
+/** Extra bits of each distance code. */
+export const DIST_EXTRA: Uint8Array = Uint8Array.of(
+  ...[0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6],
+  ...[7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13],
+);
+
+import { adler32 } from "./_adler32.ts";
+
+const MAX_WINDOW = 32768;
 const HASH_BITS = 15;
 const MAX_MATCH = 258;
 const MAX_CHAIN = 32;
-
-const LENGTH_BASE = [
-  3,
-  4,
-  5,
-  6,
-  7,
-  8,
-  9,
-  10,
-  11,
-  13,
-  15,
-  17,
-  19,
-  23,
-  27,
-  31,
-  35,
-  43,
-  51,
-  59,
-  67,
-  83,
-  99,
-  115,
-  131,
-  163,
-  195,
-  227,
-  258,
-];
-const LENGTH_EXTRA = [
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  0,
-  1,
-  1,
-  1,
-  1,
-  2,
-  2,
-  2,
-  2,
-  3,
-  3,
-  3,
-  3,
-  4,
-  4,
-  4,
-  4,
-  5,
-  5,
-  5,
-  5,
-  0,
-];
-const DIST_BASE = [
-  1,
-  2,
-  3,
-  4,
-  5,
-  7,
-  9,
-  13,
-  17,
-  25,
-  33,
-  49,
-  65,
-  97,
-  129,
-  193,
-  257,
-  385,
-  513,
-  769,
-  1025,
-  1537,
-  2049,
-  3073,
-  4097,
-  6145,
-  8193,
-  12289,
-  16385,
-  24577,
-];
-const DIST_EXTRA = [
-  0,
-  0,
-  0,
-  0,
-  1,
-  1,
-  2,
-  2,
-  3,
-  3,
-  4,
-  4,
-  5,
-  5,
-  6,
-  6,
-  7,
-  7,
-  8,
-  8,
-  9,
-  9,
-  10,
-  10,
-  11,
-  11,
-  12,
-  12,
-  13,
-  13,
-];
 
 function reverse(code: number, length: number): number {
   let out = 0;
@@ -173,36 +78,47 @@ for (let i = 0; i < LENGTH_BASE.length; i++) {
 }
 LENGTH_INDEX[MAX_MATCH] = 28;
 /** Distance 1..32768 to its code. */
-const DIST_INDEX = new Uint8Array(WINDOW + 1);
+const DIST_INDEX = new Uint8Array(MAX_WINDOW + 1);
 for (let i = 0; i < DIST_BASE.length; i++) {
-  const end = i + 1 < DIST_BASE.length ? DIST_BASE[i + 1] : WINDOW + 1;
+  const end = i + 1 < DIST_BASE.length ? DIST_BASE[i + 1] : MAX_WINDOW + 1;
   for (let d = DIST_BASE[i]; d < end; d++) DIST_INDEX[d] = i;
 }
 const DIST_CODE = Uint8Array.from({ length: 30 }, (_, i) => reverse(i, 5));
 
-function adler32(data: Uint8Array): number {
-  let a = 1;
-  let b = 0;
-  for (let i = 0; i < data.length;) {
-    const end = Math.min(data.length, i + 5552);
-    for (; i < end; i++) {
-      a += data[i];
-      b += a;
-    }
-    a %= 65521;
-    b %= 65521;
-  }
-  return ((b << 16) | a) >>> 0;
+/** How a {@linkcode Deflater} compresses. */
+export interface DeflaterOptions {
+  /** Log2 of the window: back-references reach at most `2 ** windowBits` bytes back (8..15). */
+  windowBits: number;
+  /** `"raw"`: bare deflate data; `"zlib"`: with the zlib header and Adler-32 trailer. */
+  format: "raw" | "zlib";
 }
 
-/** A reusable zlib compressor. */
-export class ZlibDeflater {
+/** A reusable deflate compressor whose memory does not grow past its largest output. */
+export class Deflater {
+  readonly #window: number;
+  readonly #zlib: boolean;
   readonly #head = new Int32Array(1 << HASH_BITS);
-  readonly #prev = new Int32Array(WINDOW);
+  readonly #prev: Int32Array;
   #out = new Uint8Array(0);
   #at = 0;
   #bits = 0;
   #count = 0;
+
+  /** A compressor with the window and wrapper of `options`; RangeError/TypeError when bad. */
+  constructor(options: DeflaterOptions) {
+    const { windowBits, format } = options;
+    if (!Number.isInteger(windowBits) || windowBits < 8 || windowBits > 15) {
+      throw new RangeError(`Invalid deflate window bits ${windowBits}: it must be 8 to 15`);
+    }
+    if (format !== "raw" && format !== "zlib") {
+      throw new TypeError(
+        `Invalid deflate format ${JSON.stringify(format)}: it must be "raw" or "zlib"`,
+      );
+    }
+    this.#window = 1 << windowBits;
+    this.#zlib = format === "zlib";
+    this.#prev = new Int32Array(this.#window);
+  }
 
   #put(value: number, length: number): void {
     this.#bits |= value << this.#count;
@@ -214,37 +130,38 @@ export class ZlibDeflater {
     }
   }
 
-  #symbol(symbol: number): void {
-    this.#put(LIT_CODE[symbol], LIT_LENGTH[symbol]);
-  }
-
   /**
-   * Compresses `input` into a zlib stream; the result is a view of a buffer
-   * that the next call reuses.
+   * Compresses `input`; the result is a view of a buffer that the next call
+   * reuses.
    */
   compress(input: Uint8Array): Uint8Array {
     const n = input.length;
-    const storedSize = 2 + n + 5 * Math.max(1, Math.ceil(n / 65535)) + 4;
+    const header = this.#zlib ? 2 : 0;
+    const trailer = this.#zlib ? 4 : 0;
+    const storedSize = header + n + 5 * Math.max(1, Math.ceil(n / 65535)) + trailer;
     // fixed codes take at most 9 bits per byte, plus header, end code and trailer
-    const worst = Math.max(storedSize, 2 + Math.ceil(n * 9 / 8) + 16);
+    const worst = Math.max(storedSize, header + Math.ceil(n * 9 / 8) + 16);
     if (this.#out.length < worst) this.#out = new Uint8Array(worst);
     this.#at = 0;
     this.#bits = 0;
     this.#count = 0;
-    this.#out[this.#at++] = 0x78;
-    this.#out[this.#at++] = 0x01;
+    if (this.#zlib) {
+      // CM 8 (deflate), CINFO the window, FLEVEL 0, FCHECK making it a multiple of 31
+      const cmf = ((Math.log2(this.#window) - 8) << 4) | 8;
+      this.#out[this.#at++] = cmf;
+      this.#out[this.#at++] = (31 - ((cmf << 8) % 31)) % 31;
+    }
     this.#put(1, 1); // final block
     this.#put(1, 2); // fixed Huffman codes
     this.#lz77(input);
-    this.#symbol(256);
+    this.#put(LIT_CODE[256], LIT_LENGTH[256]);
     if (this.#count > 0) this.#put(0, 8 - this.#count);
     let out: Uint8Array;
-    if (this.#at + 4 <= storedSize) {
-      out = this.#out.subarray(0, this.#at + 4);
+    if (this.#at + trailer <= storedSize) {
+      out = this.#out.subarray(0, this.#at + trailer);
     } else {
       out = this.#out.subarray(0, storedSize);
-      out.set([0x78, 0x01]);
-      let at = 2;
+      let at = header;
       let from = 0;
       do {
         const length = Math.min(65535, n - from);
@@ -258,12 +175,19 @@ export class ZlibDeflater {
         from += length;
       } while (from < n);
     }
-    new DataView(out.buffer, out.byteOffset, out.length).setUint32(out.length - 4, adler32(input));
+    if (this.#zlib) {
+      new DataView(out.buffer, out.byteOffset, out.length).setUint32(
+        out.length - 4,
+        adler32(1, input),
+      );
+    }
     return out;
   }
 
   #lz77(input: Uint8Array): void {
     const n = input.length;
+    const window = this.#window;
+    const ring = window - 1;
     const head = this.#head.fill(-1);
     const prev = this.#prev;
     const out = this.#out;
@@ -281,7 +205,9 @@ export class ZlibDeflater {
         let candidate = head[h];
         if (candidate >= 0) {
           const most = Math.min(MAX_MATCH, n - pos);
-          for (let chain = MAX_CHAIN; pos - candidate <= WINDOW && chain > 0; chain--) {
+          // Every candidate is checked against the window before it is used,
+          // so no distance exceeds it.
+          for (let chain = MAX_CHAIN; pos - candidate <= window && chain > 0; chain--) {
             if (input[candidate + bestLength] === input[pos + bestLength]) {
               let length = 0;
               while (length < most && input[candidate + length] === input[pos + length]) length++;
@@ -291,12 +217,12 @@ export class ZlibDeflater {
                 if (length === most) break;
               }
             }
-            const next = prev[candidate & (WINDOW - 1)];
+            const next = prev[candidate & ring];
             if (next < 0 || next >= candidate) break;
             candidate = next;
           }
         }
-        prev[pos & (WINDOW - 1)] = head[h];
+        prev[pos & ring] = head[h];
         head[h] = pos;
       }
       if (bestLength >= 3) {
@@ -320,7 +246,7 @@ export class ZlibDeflater {
         for (pos++; pos < end; pos++) {
           if (pos + 3 > n) continue;
           const h = ((input[pos] << 10) ^ (input[pos + 1] << 5) ^ input[pos + 2]) & MASK;
-          prev[pos & (WINDOW - 1)] = head[h];
+          prev[pos & ring] = head[h];
           head[h] = pos;
         }
         misses = 0;
@@ -350,4 +276,15 @@ export class ZlibDeflater {
     this.#bits = bits;
     this.#count = count;
   }
+}
+
+let qcow2Deflater: Deflater | undefined;
+
+/**
+ * Compresses `data` to raw deflate data whose back-references reach at most
+ * 4 KiB back (a qcow2 compressed cluster); the result is the caller's own copy.
+ */
+export function deflateRaw(data: Uint8Array): Promise<Uint8Array> {
+  qcow2Deflater ??= new Deflater({ windowBits: 12, format: "raw" });
+  return Promise.resolve(qcow2Deflater.compress(data).slice());
 }
