@@ -14,11 +14,15 @@ import { config } from "./config.ts";
 import { verify } from "./verify.ts";
 import { extract } from "./extract.ts";
 import { create } from "./create.ts";
+import { cat } from "./cat.ts";
+import { repack } from "./repack.ts";
 import { oneLine, shownQuoted } from "./_quote.ts";
 
 /** The commands declared as records: main handles their help and positionals. */
 const RECORDS: Record<string, Command> = Object.fromEntries(
-  [list, config, verify, create, extract].map((c) => [c.name, c as unknown as Command]),
+  [list, config, verify, create, extract, cat, repack].map((
+    c,
+  ) => [c.name, c as unknown as Command]),
 );
 
 function synopsis(command: string): string {

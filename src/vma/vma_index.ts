@@ -19,6 +19,33 @@ const DEFAULT_MAX_BYTES = 256 * 1024 * 1024;
 /** Largest single positioned read. */
 const MAX_READ = 16 * 1024 * 1024;
 
+/**
+ * Positioned reads of an uncompressed archive, for {@linkcode openVmaDisk}:
+ * a {@linkcode PositionedReader}, optionally with `readInto`, which reads
+ * into the caller's memory (no allocation per read).
+ */
+export interface VmaArchiveReader extends PositionedReader {
+  /**
+   * Reads up to `target.length` bytes at `position` into `target`.
+   *
+   * @returns The number of bytes read: fewer only at the end of the file.
+   */
+  readInto?(position: number, target: Uint8Array): Promise<number>;
+}
+
+/** One device of an indexed archive, from {@linkcode openVmaDisk}. */
+export interface VmaDiskImage extends DiskImage {
+  /**
+   * Reads `target.length` bytes of the device at `offset` into `target`
+   * (zeros included), for callers that reuse their buffers.
+   *
+   * @param offset Byte offset in the device.
+   * @param target Where the bytes go.
+   * @returns A promise that settles when `target` is filled.
+   */
+  readInto(offset: number, target: Uint8Array): Promise<void>;
+}
+
 /** Options of {@linkcode indexVma}. */
 export interface IndexVmaOptions extends VmaReaderOptions {
   /**
@@ -322,9 +349,9 @@ export async function indexVma(
  */
 export function openVmaDisk(
   index: VmaIndex,
-  reader: PositionedReader,
+  reader: VmaArchiveReader,
   deviceName: string,
-): DiskImage {
+): VmaDiskImage {
   const table = index.table(deviceName);
   if (table === undefined) {
     throw new TypeError(
@@ -340,23 +367,30 @@ export function openVmaDisk(
   return new VmaDisk(table.device, table.runs, reader);
 }
 
+function endedEarly(want: number, position: number, got: number): VmaFormatError {
+  return new VmaFormatError(
+    `archive ended early: ${want} bytes wanted at ${position}, ${got} read`,
+    position + got,
+  );
+}
+
 /** One device of an indexed archive. */
-class VmaDisk implements DiskImage {
+class VmaDisk implements VmaDiskImage {
   readonly format = "vma";
   readonly size: number;
   readonly #runs: RunTable;
-  readonly #reader: PositionedReader;
+  readonly #reader: VmaArchiveReader;
   readonly #name: string;
   #closed = false;
 
-  constructor(device: VmaDevice, runs: RunTable, reader: PositionedReader) {
+  constructor(device: VmaDevice, runs: RunTable, reader: VmaArchiveReader) {
     this.size = device.size;
     this.#name = device.name;
     this.#runs = runs;
     this.#reader = reader;
   }
 
-  async read(offset: number, length: number): Promise<Uint8Array> {
+  #check(offset: number, length: number): void {
     if (this.#closed) throw new TypeError(`Cannot read device ${quoteName(this.#name)}: closed`);
     if (
       !Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 ||
@@ -367,9 +401,36 @@ class VmaDisk implements DiskImage {
           `it has ${this.size} bytes`,
       );
     }
-    const out = new Uint8Array(length);
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    this.#check(offset, length);
     const runs = this.#runs;
-    const end = offset + length;
+    // Within one run of full clusters: the reader's bytes as they come, no copy.
+    const first = runs.find(Math.floor(offset / CLUSTER_SIZE));
+    if (
+      length > 0 && length <= MAX_READ && first >= 0 && runs.mask[first] === 0xffff &&
+      offset + length <= (runs.start[first] + runs.count[first]) * CLUSTER_SIZE
+    ) {
+      const position = runs.offset[first] + (offset - runs.start[first] * CLUSTER_SIZE);
+      const bytes = await this.#reader.read(position, length);
+      if (bytes.length < length) throw endedEarly(length, position, bytes.length);
+      return bytes;
+    }
+    const out = new Uint8Array(length);
+    await this.#fill(out, offset, true);
+    return out;
+  }
+
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    this.#check(offset, target.length);
+    await this.#fill(target, offset, false);
+  }
+
+  /** Fills `out` with the bytes at `offset`; `zeroed` when `out` holds zeros already. */
+  async #fill(out: Uint8Array, offset: number, zeroed: boolean): Promise<void> {
+    const runs = this.#runs;
+    const end = offset + out.length;
     let pos = offset;
     while (pos < end) {
       const c = Math.floor(pos / CLUSTER_SIZE);
@@ -377,14 +438,16 @@ class VmaDisk implements DiskImage {
       if (r < 0 || c >= runs.start[r] + runs.count[r]) {
         // Zeros up to the next run.
         const next = r + 1 < runs.length ? runs.start[r + 1] * CLUSTER_SIZE : end;
-        pos = Math.min(end, next);
+        const stop = Math.min(end, next);
+        if (!zeroed) out.fill(0, pos - offset, stop - offset);
+        pos = stop;
         continue;
       }
       const mask = runs.mask[r];
       const runByte = runs.start[r] * CLUSTER_SIZE;
       if (mask === 0xffff) {
         const stop = Math.min(end, (runs.start[r] + runs.count[r]) * CLUSTER_SIZE);
-        await this.#readInto(out, pos - offset, runs.offset[r] + (pos - runByte), stop - pos);
+        await this.#copy(out, pos - offset, runs.offset[r] + (pos - runByte), stop - pos);
         pos = stop;
         continue;
       }
@@ -398,30 +461,36 @@ class VmaDisk implements DiskImage {
         const stop = Math.min(clusterEnd, blockByte + BLOCK_SIZE);
         if ((mask & (1 << j)) !== 0) {
           const rank = popcount16(mask & ((1 << j) - 1));
-          await this.#readInto(
+          await this.#copy(
             out,
             pos - offset,
             clusterAt + rank * BLOCK_SIZE + (pos - blockByte),
             stop - pos,
           );
+        } else if (!zeroed) {
+          out.fill(0, pos - offset, stop - offset);
         }
         pos = stop;
       }
     }
-    return out;
   }
 
-  async #readInto(out: Uint8Array, at: number, position: number, length: number): Promise<void> {
+  /** Copies `length` archive bytes at `position` into `out` at `at`. */
+  async #copy(out: Uint8Array, at: number, position: number, length: number): Promise<void> {
+    const reader = this.#reader;
     for (let done = 0; done < length;) {
       const want = Math.min(MAX_READ, length - done);
-      const bytes = await this.#reader.read(position + done, want);
-      if (bytes.length < want) {
-        throw new VmaFormatError(
-          `archive ended early: ${want} bytes wanted at ${position + done}, ${bytes.length} read`,
-          position + done + bytes.length,
+      if (reader.readInto) {
+        const got = await reader.readInto(
+          position + done,
+          out.subarray(at + done, at + done + want),
         );
+        if (got < want) throw endedEarly(want, position + done, got);
+      } else {
+        const bytes = await reader.read(position + done, want);
+        if (bytes.length < want) throw endedEarly(want, position + done, bytes.length);
+        out.set(bytes, at + done);
       }
-      out.set(bytes, at + done);
       done += want;
     }
   }
