@@ -20,8 +20,8 @@ import { lstatOrUndefined } from "./_output.ts";
 import type { VmaDiskImage } from "../vma/vma_index.ts";
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
 
-const SYNOPSIS =
-  "usage: vma repack [--ordered] [--uuid <uuid>] [--ctime <time>] [--compress zstd|gzip|none] [--tmpdir <dir>] <in> <out>";
+const SYNOPSIS = `usage: vma repack [--ordered] [--uuid <uuid>] [--ctime <time>]
+                  [--compress zstd|gzip|none] [--tmpdir <dir>] <in> <out>`;
 
 /** `vma repack`. */
 export const repack = defineCommand({

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import { VmaWriter } from "../../mod.ts";
-import { fixtureDir, makeDisk, TESTDATA, vma } from "../_cli_run.ts";
+import { CLI, fixtureDir, makeDisk, TESTDATA, vma } from "../_cli_run.ts";
 import { measureVma, NO_PEAK_RSS } from "./_peak_rss.ts";
 
 const UUID_A = "11111111-2222-4333-8444-555555555555";
@@ -297,6 +297,71 @@ Deno.test({
       // Measured 150-180 MiB: zstd's compressor and the writer's extents awaiting GC.
       assert.ok(r.peakRss < 220 * 2 ** 20, `${r.peakRss}`);
       assert.deepEqual(names(dir), ["big.vma.zst", "big2.vma.zst"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("vma cat and vma repack --help fit in 80 columns; a missing operand is a usage error", async () => {
+  for (const command of ["cat", "repack"]) {
+    const r = await vma([command, "--help"]);
+    assert.equal(r.code, 0);
+    assert.ok(r.stdout.startsWith(`usage: vma ${command} `), r.stdout);
+    assert.deepEqual(r.stdout.split("\n").filter((l) => l.length > 80), []);
+  }
+  const r = await vma(["cat", "x.vma"]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr.split("\n")[0], "vma: missing <device>");
+});
+
+Deno.test({
+  name: "vma cat removes its spool file when stopped by SIGTERM",
+  ignore: Deno.build.os === "windows",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "vma-cat-signal-" });
+    try {
+      // 8 MiB of data: cat blocks on the pipe nobody reads, after the spool is complete.
+      const disk = makeDisk(128 * 65536, 5);
+      const archive = await writeArchive([["drive-scsi0", disk]], {
+        uuid: UUID_A,
+        ctime: new Date(1e12),
+        seed: 3,
+      });
+      await Deno.writeFile(`${dir}/a.vma.gz`, gzipSync(archive));
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--no-prompt",
+          CLI,
+          "cat",
+          "a.vma.gz",
+          "drive-scsi0",
+        ],
+        cwd: dir,
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const stderr = child.stderr.getReader();
+      const first = new TextDecoder().decode((await stderr.read()).value);
+      assert.match(first, /^vma: cat: gzip archive: spooling it decompressed to '\.\/\.vma-spool-/);
+      // Wait until the spool is complete (its size is the archive's), then stop it.
+      let spool: string | undefined;
+      for (let i = 0; i < 600; i++) {
+        spool = names(dir).find((n) => n.startsWith(".vma-spool-"));
+        if (spool && Deno.statSync(`${dir}/${spool}`).size === archive.length) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(spool, "no spool file");
+      assert.deepEqual(await Deno.readFile(`${dir}/${spool}`), archive);
+      child.kill("SIGTERM");
+      const status = await child.status;
+      assert.equal(status.code, 143);
+      stderr.releaseLock();
+      await child.stderr.cancel();
+      await child.stdout.cancel();
+      assert.deepEqual(names(dir), ["a.vma.gz"]);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
