@@ -6,6 +6,8 @@ import {
   indexVma,
   openVmaDisk,
   type PositionedReader,
+  type VmaArchiveReader,
+  type VmaDiskImage,
   VmaFormatError,
   VmaWriter,
 } from "../../mod.ts";
@@ -19,6 +21,20 @@ function memoryReader(data: Uint8Array): PositionedReader & { reads: number } {
     read(position, length) {
       this.reads++;
       return Promise.resolve(data.slice(position, position + length));
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+/** Positioned reads into the caller's memory only (`read` fails). */
+function intoReader(data: Uint8Array): VmaArchiveReader {
+  return {
+    size: data.length,
+    read: () => Promise.reject(new Error("read() called where readInto() was expected")),
+    readInto(position, target) {
+      const bytes = data.subarray(position, position + target.length);
+      target.set(bytes);
+      return Promise.resolve(bytes.length);
     },
     close: () => Promise.resolve(),
   };
@@ -86,7 +102,7 @@ async function allRegions(image: DiskImage) {
 }
 
 /** Checks every read path of `image` against `data`. */
-async function checkImage(image: DiskImage, data: Uint8Array, seed: number): Promise<void> {
+async function checkImage(image: VmaDiskImage, data: Uint8Array, seed: number): Promise<void> {
   assert.equal(image.size, data.length);
   assert.equal(image.format, "vma");
   assert.deepEqual(await image.read(0, data.length), data);
@@ -97,6 +113,9 @@ async function checkImage(image: DiskImage, data: Uint8Array, seed: number): Pro
     x = (x * 1103515245 + 12345) >>> 0;
     const length = x % (Math.min(300_000, data.length - offset) + 1);
     assert.deepEqual(await image.read(offset, length), data.subarray(offset, offset + length));
+    const dirty = new Uint8Array(length).fill(0xee); // readInto writes the zeros too
+    await image.readInto(offset, dirty);
+    assert.deepEqual(dirty, data.subarray(offset, offset + length));
   }
   // Regions cover 0..size in order; zero ones read as zeros.
   let at = 0;
@@ -123,6 +142,17 @@ Deno.test("openVmaDisk reads any range of every device of a shuffled archive", a
   assert.equal(index.header.uuid, FIXED_UUID);
   for (const [i, [name, data]] of disks.entries()) {
     await checkImage(openVmaDisk(index, memoryReader(archive), name), data, i + 7);
+  }
+});
+
+Deno.test("VmaDiskImage.readInto uses the reader's readInto, without allocating reads", async () => {
+  const archive = await writeShuffled(disks, 43);
+  const index = await indexVma(ReadableStream.from([archive]));
+  for (const [name, data] of disks) {
+    const image = openVmaDisk(index, intoReader(archive), name);
+    const target = new Uint8Array(data.length).fill(0xee);
+    await image.readInto(0, target);
+    assert.deepEqual(target, data, name);
   }
 });
 
