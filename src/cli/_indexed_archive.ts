@@ -32,7 +32,7 @@ export interface IndexedArchive {
 /**
  * Indexes `path` (`-` for stdin). A compressed archive or stdin is spooled to
  * a temporary file in `tmpdir` (default: next to the archive, or the current
- * directory for stdin), which the caller removes with `close()`.
+ * directory for stdin, pipes and devices), which the caller removes with `close()`.
  */
 export async function openIndexedArchive(
   path: string,
@@ -41,20 +41,21 @@ export async function openIndexedArchive(
   check: (header: VmaHeader) => void = () => {},
 ): Promise<IndexedArchive> {
   const input = await openArchiveInput(path);
-  const spool = input.compression !== "none" || path === "-";
+  // Pipes, FIFOs and devices cannot be read twice either.
+  const spool = input.compression !== "none" || input.inputSize === undefined;
   let readPath = path;
   let removeSpool = () => {};
   let readable = input.readable;
   let spoolFile: Deno.FsFile | undefined;
   let notice = () => {};
   if (spool) {
-    const dir = tmpdir ?? (path === "-" ? "." : dirName(path));
+    const dir = tmpdir ?? (input.inputSize === undefined ? "." : dirName(path));
     try {
       readPath = await Deno.makeTempFile({ dir, prefix: ".vma-spool-", suffix: ".vma" });
     } catch (e) {
       await input.readable.cancel().catch(() => {});
       throw new CliError(
-        `can't create a temporary file in ${shownQuoted(dir)} - ${describeError(e)}`,
+        `can't create a temporary file in ${shownQuoted(dir)} (see --tmpdir) - ${describeError(e)}`,
         { cause: e },
       );
     }
@@ -68,7 +69,11 @@ export async function openIndexedArchive(
         // already gone
       }
     };
-    const what = input.compression === "none" ? "standard input" : `${input.compression} archive`;
+    const what = input.compression !== "none"
+      ? `${input.compression} archive`
+      : path === "-"
+      ? "standard input"
+      : "not a regular file";
     notice = () =>
       writeStderr(
         `vma: ${command}: ${what}: spooling it decompressed to ${
