@@ -37,6 +37,7 @@ export * from "./src/vma/vma_format_error.ts";
 export type * from "./src/vma/vma_summary.ts";
 export * from "./src/vma/verify_vma.ts";
 export * from "./src/vma/extract_vma.ts";
+export * from "./src/vma/vma_index.ts";
 export type * from "./src/image/disk_image.ts";
 export type * from "./src/image/disk_image_writer.ts";
 export * from "./src/image/raw_image.ts";

@@ -227,6 +227,25 @@ function readRows(vma: string, inputs: Inputs): RowSpec[] {
       check: (dir) => checkExtract(dir, inputs.raw),
     },
     ...extractFormatRows(vma, inputs, needs),
+    {
+      id: "cat-device",
+      label: "vma cat archive device > /dev/null (index pass + random reads)",
+      kind: "vma",
+      script: `${vma} cat ${ARCHIVE} ${DEVICE} > /dev/null`,
+      reads: [ARCHIVE],
+      outputs: [],
+      needs,
+    },
+    {
+      id: "repack",
+      label: "vma repack --ordered archive (fsync)",
+      kind: "vma",
+      script: `${vma} repack --ordered ${ARCHIVE} repack.vma`,
+      reads: [ARCHIVE],
+      outputs: ["repack.vma"],
+      needs,
+      check: (dir) => describeFile(dir, "repack.vma"),
+    },
   ];
 }
 
@@ -462,6 +481,18 @@ export function suiteTargets(sizes: InputSizes): TargetSpec[] {
       label: `create, ${formatSize(sizes.sparse)} sparse image`,
       row: "create-sparse",
       baseline: "cp-sparse",
+    },
+    {
+      id: "cat-device",
+      label: "cat of a device (index pass, then reads) vs verify",
+      row: "cat-device",
+      baseline: "verify",
+    },
+    {
+      id: "repack",
+      label: "repack --ordered vs create of the same image",
+      row: "repack",
+      baseline: "create-file",
     },
     { id: "startup", label: "start-up only (vma --version)", row: "startup" },
   ];

@@ -1,5 +1,6 @@
 // Usage and help texts. The general usage is Proxmox's, with vmakit's options
-// (create -v, --vm-config, extract -v, list --json) and at most 80 columns.
+// (create -v, --vm-config, extract -v, list --json) and its own commands (cat,
+// repack, serve), in at most 80 columns.
 
 /** The version printed by `vma --version` (kept equal to deno.json's by a test). */
 export const VERSION = "0.1.0";
@@ -13,6 +14,10 @@ vma create <filename> [-v] [-c <config>] [--vm-config <file>]
            [-d format=<format>:<device name>=<path> [-d ...]]
 vma extract <filename> [-v] [-d <drive-list>] [-r <fifo>] <targetdir>
 vma verify <filename> [-v]
+vma cat [--tmpdir <dir>] <filename> <device>
+vma repack [--ordered] [--uuid <uuid>] [--ctime <time>]
+           [--compress zstd|gzip|none] <in> <out>
+vma serve [--socket <path> | --listen <host>:<port>] <archive>
 `;
 
 /** `vma --help`. */

@@ -15,11 +15,16 @@ import { verify } from "./verify.ts";
 import { extract } from "./extract.ts";
 import { create } from "./create.ts";
 import { serve } from "./serve.ts";
+import { cat } from "./cat.ts";
+import { repack } from "./repack.ts";
 import { oneLine, shownQuoted } from "./_quote.ts";
 
 /** The commands declared as records: main handles their help and positionals. */
 const RECORDS: Record<string, Command> = Object.fromEntries(
-  [list, config, verify, create, extract, serve].map((c) => [c.name, c as unknown as Command]),
+  [list, config, verify, create, extract, cat, repack, serve].map((c) => [
+    c.name,
+    c as unknown as Command,
+  ]),
 );
 
 function synopsis(command: string): string {

@@ -6,20 +6,15 @@
  * @module
  */
 import * as fs from "node:fs";
-import { extractVma } from "../vma/extract_vma.ts";
-import type { DiskImage, DiskImageRegion } from "../image/disk_image.ts";
-import { openRawImage } from "../image/raw_image.ts";
 import type { NbdExport } from "../nbd/nbd_export.ts";
 import { serveNbd } from "../nbd/nbd_server.ts";
 import { lastString } from "./_args.ts";
 import { defineCommand } from "./_command.ts";
-import { openArchive, toCliError } from "./_archive.ts";
 import { CliError, describeError, UsageError } from "./_errors.ts";
 import { onCleanup } from "./_cleanup.ts";
-import { FileSink } from "./_file_sink.ts";
-import { filePositionedReader } from "./_raw_source.ts";
 import { quote } from "./_quote.ts";
 import { writeStderr } from "./_stdio.ts";
+import { type IndexedArchive, openIndexedArchive } from "./_indexed_archive.ts";
 
 const SYNOPSIS = "usage: vma serve [--socket <path> | --listen <host>:<port>] <archive>";
 const DEFAULT_HOST = "127.0.0.1";
@@ -55,66 +50,16 @@ function url(where: Address, name: string): string {
   return `nbd://${host}:${where.port}/${path}`;
 }
 
-/**
- * A raw file whose regions are found by reading it: every all-zero 64 KiB
- * block is a zero region. Part of the temporary-copy seam below.
- */
-function scannedImage(image: DiskImage): DiskImage {
-  const STEP = 65536;
-  const CHUNK = 16 * STEP;
-  return {
-    format: image.format,
-    size: image.size,
-    read: (offset, length) => image.read(offset, length),
-    close: () => image.close(),
-    async *regions(): AsyncGenerator<DiskImageRegion> {
-      let start = 0;
-      let zero = true;
-      for (let at = 0; at < image.size; at += CHUNK) {
-        const bytes = await image.read(at, Math.min(CHUNK, image.size - at));
-        for (let b = 0; b < bytes.length; b += STEP) {
-          const piece = bytes.subarray(b, b + STEP);
-          const isZero = piece.every((x) => x === 0);
-          if (at + b === 0) zero = isZero;
-          else if (isZero !== zero) {
-            yield { offset: start, length: at + b - start, zero };
-            start = at + b;
-            zero = isZero;
-          }
-        }
-      }
-      if (image.size > start) yield { offset: start, length: image.size - start, zero };
-    },
-  };
-}
-
-/**
- * THE SEAM the index replaces: each device's `DiskImage`. For now the archive
- * (any compression) is extracted once into sparse temporary files under
- * `dir`, served as raw images. With the index (issue 13 part A) this becomes
- * `openVmaDisk(index, reader, device)` per device, without the copy.
- */
-async function openDeviceImages(filename: string, dir: string): Promise<NbdExport[]> {
-  const { reader, header } = await openArchive(filename);
-  const files = new Map<string, string>();
-  try {
-    await extractVma(reader, {
-      device: (device) => {
-        const path = `${dir}/${device.id}.raw`;
-        files.set(device.name, path);
-        return FileSink.create(path, device.size);
-      },
-    });
-  } catch (e) {
-    await reader.cancel().catch(() => {});
-    throw toCliError(e, "serve failed - ");
-  }
+/** Every device of an indexed archive as an export (random access, nothing copied). */
+async function openExports(archive: IndexedArchive): Promise<NbdExport[]> {
   const exports: NbdExport[] = [];
-  for (const device of header.devices) {
-    const path = files.get(device.name)!;
-    const file = await Deno.open(path, { read: true });
-    const raw = await openRawImage(filePositionedReader(file, device.size));
-    exports.push({ name: device.name, image: scannedImage(raw) });
+  try {
+    for (const device of archive.index.header.devices) {
+      exports.push({ name: device.name, image: await archive.openDisk(device.name) });
+    }
+  } catch (e) {
+    for (const x of exports) await x.image.close().catch(() => {});
+    throw e;
   }
   return exports;
 }
@@ -128,9 +73,11 @@ export const serve = defineCommand({
 Exports every device of the archive read-only over NBD, each export named
 after its device (drive-scsi0, ...), until SIGINT (Ctrl-C) or SIGTERM. Reads,
 block status (base:allocation: zero regions are reported as holes) and
-up to 64 clients at once; writes are refused. The archive may be compressed.
-For now the archive is first extracted into a temporary directory (removed
-on exit), which needs the devices' space.
+up to 64 clients at once; writes are refused. The archive is first read once
+whole and checked, as verify does, to index where each cluster is; clients'
+reads then go straight to the file. A compressed archive (.zst, .gz, .lzo)
+or standard input is spooled, decompressed, to a temporary file next to the
+archive (sparse where the archive has zeros), removed on exit.
 
 Options:
       --socket <path>        listen on a new Unix socket (removed on exit)
@@ -149,13 +96,17 @@ Clients: nbdinfo --list 'nbd+unix:///?socket=<path>',
   positionals: ["<archive>"],
   async run(values, [filename]) {
     const where = address(lastString(values.socket), lastString(values.listen));
-    const dir = await Deno.makeTempDir({ prefix: "vma-serve-" });
-    const removeDir = () => fs.rmSync(dir, { recursive: true, force: true });
-    const forgetDir = onCleanup(removeDir);
-    const exports = await openDeviceImages(filename, dir);
-    if (exports.length === 0) {
-      for (const e of exports) await e.image.close();
-      throw new CliError(`nothing to serve: ${quote(filename)} has no devices`);
+    const archive = await openIndexedArchive(filename, undefined, "serve", (header) => {
+      if (header.devices.length === 0) {
+        throw new CliError(`nothing to serve: ${quote(filename)} has no devices`);
+      }
+    });
+    let exports: NbdExport[];
+    try {
+      exports = await openExports(archive);
+    } catch (e) {
+      archive.close();
+      throw e;
     }
     let listener: Deno.Listener;
     try {
@@ -164,6 +115,7 @@ Clients: nbdinfo --list 'nbd+unix:///?socket=<path>',
         : Deno.listen({ transport: "tcp", hostname: where.hostname, port: where.port });
     } catch (e) {
       for (const x of exports) await x.image.close();
+      archive.close();
       const at = "socket" in where ? where.socket : `${where.hostname}:${where.port}`;
       throw new CliError(`cannot listen on ${quote(at)}: ${describeError(e)}`, { cause: e });
     }
@@ -172,7 +124,7 @@ Clients: nbdinfo --list 'nbd+unix:///?socket=<path>',
     };
     const forgetSocket = onCleanup(removeSocket);
     // From here a signal is the normal way to stop: close everything and return 0.
-    forgetDir();
+    archive.keepOnSignal();
     forgetSocket();
     const connections = new Set<Deno.Conn>();
     let stopping: string | undefined;
@@ -224,7 +176,7 @@ Clients: nbdinfo --list 'nbd+unix:///?socket=<path>',
       await Promise.all([...served]);
       for (const e of exports) await e.image.close().catch(() => {});
       removeSocket();
-      removeDir();
+      archive.close();
     }
     writeStderr(`vma: stopped by ${stopping}\n`);
     return 0;
