@@ -12,7 +12,7 @@ function wide(text: string): string[] {
   return text.split("\n").filter((line) => line.length > 80);
 }
 
-Deno.test("vma usage is Proxmox's with vmakit's options, in at most 80 columns", () => {
+Deno.test("vma usage is Proxmox's with vmakit's options and commands, in at most 80 columns", () => {
   assert.equal(
     USAGE,
     `usage: vma command [command options]
@@ -23,6 +23,10 @@ vma create <filename> [-v] [-c <config>] [--vm-config <file>]
            [-d format=<format>:<device name>=<path> [-d ...]]
 vma extract <filename> [-v] [-d <drive-list>] [-r <fifo>] <targetdir>
 vma verify <filename> [-v]
+vma cat [--tmpdir <dir>] <filename> <device>
+vma repack [--ordered] [--uuid <uuid>] [--ctime <time>]
+           [--compress zstd|gzip|none] <in> <out>
+vma serve [--socket <path> | --listen <host>:<port>] <archive>
 `,
   );
   assert.deepEqual(wide(USAGE), []);
