@@ -6,7 +6,6 @@
 //
 // Wiring: in openDiskSource, send formats other than "raw" here:
 //   if (format !== "raw") return await openDiskImageSource(path, format);
-import { constants as fsConstants, promises as fsp, type Stats } from "node:fs";
 import { dirname, isAbsolute, join, relative, sep } from "node:path";
 import { zstdDecompressSync } from "node:zlib";
 import type { DiskImage, DiskImageRegion, PositionedReader } from "../image/disk_image.ts";
@@ -20,6 +19,7 @@ import { MappedImage } from "../image/_mapped_image.ts";
 import { DEFAULT_MEMORY_LIMIT, type MemoryBudget } from "../image/_memory_budget.ts";
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
 import { shownQuoted } from "./_quote.ts";
+import { type FileKind, openChecked } from "./_open_checked.ts";
 import { CliError, describeError } from "./_errors.ts";
 import { type DiskSource, feedDiskImage, filePositionedReader } from "./_raw_source.ts";
 import { warn } from "./_stdio.ts";
@@ -57,11 +57,8 @@ export interface DiskImageSourceOptions {
 type FileRole = "image" | "backing" | "extent";
 
 /**
- * Opens a file as a PositionedReader without ever blocking in open: it is
- * first opened with O_NONBLOCK (a FIFO then opens at once instead of waiting
- * for a writer) and checked with fstat, so a FIFO, socket or character device
- * is refused; the reader is then opened through `/proc/self/fd` (the very
- * file checked, whatever happens to the name meanwhile) and checked again.
+ * Opens a file as a PositionedReader without ever blocking in open
+ * ({@linkcode openChecked}): a FIFO, socket or character device is refused.
  * Block devices are allowed for the image itself and for extent files (a raw
  * VMDK extent may be one); their size comes from their end.
  */
@@ -71,25 +68,9 @@ async function openReader(
   confine = false,
   identity?: (id: string) => void,
 ): Promise<PositionedReader> {
-  const probe = await fsp.open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  let file: Deno.FsFile;
-  let before: { dev: number; ino: number };
-  try {
-    const info = await probe.stat();
-    checkKind(info, role, confine);
-    before = { dev: info.dev, ino: info.ino };
-    file = await Deno.open(`/proc/self/fd/${probe.fd}`, { read: true }).catch(() =>
-      Deno.open(path, { read: true })
-    );
-  } finally {
-    await probe.close();
-  }
+  const file = await openChecked(path, (kind) => checkKind(kind, role, confine));
   try {
     const after = await file.stat();
-    checkKind(nodeKind(after), role, confine);
-    if (after.dev !== before.dev || after.ino !== before.ino) {
-      throw new Error("the file changed while it was opened");
-    }
     identity?.(`${after.dev}:${after.ino}`);
     const size = await file.seek(0, Deno.SeekMode.End);
     return filePositionedReader(file, size);
@@ -99,23 +80,7 @@ async function openReader(
   }
 }
 
-/** The kind tests of node:fs Stats, for a Deno.FileInfo. */
-function nodeKind(info: Deno.FileInfo): FileKind {
-  return {
-    isDirectory: () => info.isDirectory,
-    isFile: () => info.isFile,
-    isBlockDevice: () => info.isBlockDevice === true,
-    isCharacterDevice: () => info.isCharDevice === true,
-    isFIFO: () => info.isFifo === true,
-    isSocket: () => info.isSocket === true,
-  };
-}
-
-type FileKind = Pick<
-  Stats,
-  "isDirectory" | "isFile" | "isBlockDevice" | "isCharacterDevice" | "isFIFO" | "isSocket"
->;
-
+/** Refuses what a file of `role` may not be (a FIFO, a socket, a device where only files go). */
 function checkKind(info: FileKind, role: FileRole, confine: boolean): void {
   if (info.isDirectory()) throw new Error("Is a directory");
   if (info.isFile()) return;

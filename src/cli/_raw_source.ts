@@ -2,9 +2,9 @@
 // sequentially in large pieces here; qcow2 and VMDK go through the library's
 // openDiskImage in _disk_image_source.ts, which uses filePositionedReader and
 // feedDiskImage below.
-import { constants as fsConstants, promises as fsp } from "node:fs";
 import type { DiskImage, PositionedReader } from "../image/disk_image.ts";
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
+import { type FileKind, openChecked } from "./_open_checked.ts";
 import { CliError, describeError } from "./_errors.ts";
 import { openHoleMap } from "./_holes.ts";
 import { shownQuoted } from "./_quote.ts";
@@ -63,52 +63,15 @@ export async function openDiskSource(path: string, format: string): Promise<Disk
 }
 
 /**
- * Opens a raw disk without ever blocking in open: a FIFO with no writer would
- * otherwise wait forever. The name is opened with O_NONBLOCK and checked with
- * fstat (regular files and block devices only; a FIFO, socket or character
- * device has no size to back up), then reopened through `/proc/self/fd`, so
- * the file read is the very file checked.
+ * Opens a raw disk without ever blocking in open ({@linkcode openChecked}):
+ * regular files and block devices only (a FIFO, socket or character device
+ * has no size to back up).
  */
-async function openRawFile(path: string): Promise<Deno.FsFile> {
-  const probe = await fsp.open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  let file: Deno.FsFile;
-  let before: { dev: number; ino: number };
-  try {
-    const info = await probe.stat();
-    checkRawKind(info);
-    before = { dev: info.dev, ino: info.ino };
-    file = await Deno.open(`/proc/self/fd/${probe.fd}`, { read: true }).catch(() =>
-      Deno.open(path, { read: true })
-    );
-  } finally {
-    await probe.close();
-  }
-  try {
-    const after = await file.stat();
-    checkRawKind({
-      isDirectory: () => after.isDirectory,
-      isFile: () => after.isFile,
-      isBlockDevice: () => after.isBlockDevice === true,
-      isCharacterDevice: () => after.isCharDevice === true,
-      isFIFO: () => after.isFifo === true,
-    });
-    if (after.dev !== before.dev || after.ino !== before.ino) {
-      throw new Error("the file changed while it was opened");
-    }
-    return file;
-  } catch (e) {
-    file.close();
-    throw e;
-  }
+function openRawFile(path: string): Promise<Deno.FsFile> {
+  return openChecked(path, checkRawKind);
 }
 
-function checkRawKind(info: {
-  isDirectory(): boolean;
-  isFile(): boolean;
-  isBlockDevice(): boolean;
-  isCharacterDevice(): boolean;
-  isFIFO(): boolean;
-}): void {
+function checkRawKind(info: FileKind): void {
   if (info.isDirectory()) throw new Error("Is a directory");
   if (info.isFile() || info.isBlockDevice()) return;
   const kind = info.isFIFO()
