@@ -41,6 +41,7 @@ const hasOpfs = typeof navigator.storage?.getDirectory === "function";
 
 let file: File | undefined;
 let job: Request["type"] | undefined;
+let cancelBeforeStart = false;
 const engine = startEngine();
 
 // ---- Engine ----------------------------------------------------------------
@@ -271,6 +272,11 @@ function open(chosen: File): void {
 }
 
 function begin(request: Request): void {
+  if (cancelBeforeStart) {
+    cancelBeforeStart = false;
+    onReply({ type: "cancelled" });
+    return;
+  }
   ui.error.replaceChildren();
   ui.error.hidden = true;
   ui.downloads.replaceChildren();
@@ -308,12 +314,14 @@ ui.extract.addEventListener("click", async () => {
   if (!file) return;
   const devices = [...ui.devices.querySelectorAll<HTMLInputElement>("input:checked")]
     .map((box) => box.value);
+  const before = document.body.dataset.state ?? "ready";
+  setState("busy");
   let where;
   try {
     where = await target();
   } catch (error) {
     // The user closed the folder picker: nothing to do.
-    if ((error as DOMException).name === "AbortError") return;
+    if ((error as DOMException).name === "AbortError") return setState(before);
     fail((error as Error).message);
     return;
   }
@@ -330,6 +338,8 @@ ui.extract.addEventListener("click", async () => {
 
 ui.cancel.addEventListener("click", () => {
   status("Cancelling…");
+  // Between Extract and the folder being chosen, no job runs yet: stop it from starting.
+  if (job === undefined) cancelBeforeStart = true;
   engine.send({ type: "cancel" });
 });
 
