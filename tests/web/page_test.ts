@@ -151,6 +151,54 @@ Deno.test({
   },
 });
 
+/**
+ * Opens `name` of the private file system's `extracted` folder with the
+ * site's vmakit.js (imported by the page as an ES module, as other pages
+ * would): its format and the sha256 of its virtual disk.
+ */
+function imageSum(page: Page, name: string): Promise<{ format: string; sum: string }> {
+  return page.eval(`(async () => {
+    const { openDiskImage } = await import("./vmakit.js");
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("extracted");
+    const file = await (await dir.getFileHandle(${JSON.stringify(name)})).getFile();
+    const image = await openDiskImage({
+      size: file.size,
+      read: async (at, n) => new Uint8Array(await file.slice(at, at + n).arrayBuffer()),
+      close: async () => {},
+    });
+    const data = await image.read(0, image.size);
+    await image.close();
+    const sum = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+    return { format: image.format, sum: [...sum].map((b) => b.toString(16).padStart(2, "0")).join("") };
+  })()`);
+}
+
+Deno.test({
+  name: "the web page extracts every offered image format, each reading back as the source disk",
+  ignore: chromium === undefined,
+  async fn() {
+    const sum = (await expectedSums())["disk-drive-scsi0.raw"];
+    await withPage(async (page) => {
+      assert.equal(await open(page, `${TESTDATA}small.vma.zst`), "ready");
+      const offered = await page.eval<string[]>(
+        `[...document.getElementById("format").options].map((o) => o.value)`,
+      );
+      assert.deepEqual(offered, ["raw", "qcow2", "vmdk", "vhdx", "vdi", "vpc"]);
+      const formats = [["qcow2", "qcow2"], ["vmdk", "vmdk"], ["vhdx", "vhdx"], ["vdi", "vdi"], [
+        "vpc",
+        "vhd",
+      ]];
+      for (const [format, ext] of formats) {
+        await page.eval(`document.getElementById("format").value = "${format}";
+          document.getElementById("device-2").checked = false;
+          document.getElementById("with-configs").checked = false;`);
+        assert.equal(await run(page, "extract"), "done", format);
+        assert.deepEqual(await imageSum(page, `disk-drive-scsi0.${ext}`), { format, sum });
+      }
+    });
+  },
+});
+
 /** zstd frames of `data` cut into `parts`, with a skippable frame between each (as pzstd writes). */
 function multiFrameZstd(data: Uint8Array, parts: number): Uint8Array {
   const skippable = new Uint8Array([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2, 3, 4]);
