@@ -102,11 +102,7 @@ function onReply(reply: Reply): void {
       ui.progress.max = reply.total || 1;
       ui.progress.value = reply.done;
       ui.progress.textContent = `${percent(reply.done, reply.total)}%`;
-      status(
-        `${verb()}: ${percent(reply.done, reply.total)}% (${mib(reply.done)} of ${
-          mib(reply.total)
-        })`,
-      );
+      status(`${verb()}: ${percent(reply.done, reply.total)}%`);
       break;
     case "done": {
       const what = reply.job === "verify" ? "Verified" : "Extracted";
@@ -377,5 +373,5 @@ function mib(n: number): string {
 }
 
 function percent(done: number, total: number): number {
-  return total > 0 ? Math.floor((done / total) * 100) : 100;
+  return total > 0 ? Math.min(100, Math.floor((done / total) * 100)) : 100;
 }
