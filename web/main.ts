@@ -228,13 +228,15 @@ async function target(): Promise<{ dir: FileSystemDirectoryHandle; replace: bool
   if (!forceOpfs && picker !== undefined) {
     return { dir: await picker({ mode: "readwrite" }), replace: false };
   }
+  // The page's own storage keeps only the last extraction: it is the browser's disk space.
   const root = await navigator.storage.getDirectory();
+  await root.removeEntry("extracted", { recursive: true }).catch(() => {});
   return { dir: await root.getDirectoryHandle("extracted", { create: true }), replace: true };
 }
 
 /** Download links for the private folder's files (not needed for a picked folder). */
 async function listFiles(names: string[]): Promise<void> {
-  ui.downloads.replaceChildren();
+  clearDownloads();
   if (!forceOpfs && picker !== undefined) {
     ui.downloads.append(...names.map((n) => item(`Saved ${n}`)));
     return;
@@ -252,6 +254,12 @@ async function listFiles(names: string[]): Promise<void> {
   }
 }
 
+/** Empties the download list, releasing its object URLs. */
+function clearDownloads(): void {
+  for (const a of ui.downloads.querySelectorAll("a")) URL.revokeObjectURL(a.href);
+  ui.downloads.replaceChildren();
+}
+
 // ---- Actions ---------------------------------------------------------------
 
 function open(chosen: File): void {
@@ -259,7 +267,7 @@ function open(chosen: File): void {
   ui.archive.hidden = true;
   ui.error.replaceChildren();
   ui.error.hidden = true;
-  ui.downloads.replaceChildren();
+  clearDownloads();
   ui.progress.value = 0;
   status(`Reading the header of ${chosen.name}…`);
   setState("opening");
@@ -275,7 +283,7 @@ function begin(request: Request): void {
   }
   ui.error.replaceChildren();
   ui.error.hidden = true;
-  ui.downloads.replaceChildren();
+  clearDownloads();
   ui.progress.value = 0;
   job = request.type;
   setState("busy");

@@ -9,7 +9,7 @@ import { createZstdCompress, gunzipSync, zstdCompressSync } from "node:zlib";
 import { TESTDATA } from "../_cli_run.ts";
 import { VmaReader, VmaWriter } from "../../mod.ts";
 import { Chromium, findChromium, type Page } from "./_chromium.ts";
-import { serveSite } from "./_site.ts";
+import { serveSite, type Site } from "./_site.ts";
 
 const chromium = await findChromium();
 if (chromium === undefined) {
@@ -34,12 +34,19 @@ async function expectedSums(): Promise<Record<string, string>> {
   };
 }
 
-/** Runs `fn` on the built page in a fresh browser (fresh profile: an empty private file system). */
-async function withPage(fn: (page: Page) => Promise<void>): Promise<void> {
+/**
+ * Runs `fn` on the built page in a fresh browser (fresh profile: an empty
+ * private file system), loaded from `url(site)` (default: over http with the
+ * `?target=opfs` hook).
+ */
+async function withPage(
+  fn: (page: Page) => Promise<void>,
+  url = (site: Site) => `${site.url}?target=opfs`,
+): Promise<void> {
   await using site = await serveSite();
   await using browser = await Chromium.launch(chromium!);
   const page = await browser.newPage();
-  await page.goto(`${site.url}?target=opfs`);
+  await page.goto(url(site));
   await fn(page);
   assert.deepEqual(page.errors, [], "the page logged errors");
 }
@@ -137,12 +144,9 @@ Deno.test({
 
       assert.equal(await open(page, `${TESTDATA}small.vma.lzo`), "ready");
       assert.match(await text(page, "summary"), /Compression\s+lzop/);
-      await page.eval(`(async () => {
-        const root = await navigator.storage.getDirectory();
-        await root.removeEntry("extracted", { recursive: true });
-        document.getElementById("device-1").checked = false;
-        document.getElementById("with-configs").checked = false;
-      })()`);
+      // The page's storage keeps the last extraction only: the gz files are gone.
+      await page.eval(`document.getElementById("device-1").checked = false;
+        document.getElementById("with-configs").checked = false;`);
       assert.equal(await run(page, "extract"), "done");
       assert.deepEqual(await extractedSums(page), {
         "disk-drive-scsi1.raw": sums["disk-drive-scsi1.raw"],
@@ -356,5 +360,26 @@ Deno.test({
         "input, select, button, summary")].filter((e) => e.tabIndex < 0).map((e) => e.id)`);
       assert.deepEqual(tab, []);
     });
+  },
+});
+
+Deno.test({
+  name: "the web page works from file:// and takes a dropped archive",
+  ignore: chromium === undefined,
+  async fn() {
+    await withPage(async (page) => {
+      const box = await page.eval<{ x: number; y: number }>(`(() => {
+        const r = document.getElementById("drop").getBoundingClientRect();
+        return { x: r.x + r.width / 2, y: r.y + r.height / 2 };
+      })()`);
+      const data = { items: [], files: [`${TESTDATA}small.vma.lzo`], dragOperationsMask: 1 };
+      for (const type of ["dragEnter", "dragOver", "drop"]) {
+        await page.send("Input.dispatchDragEvent", { type, ...box, data });
+      }
+      assert.equal(await settle(page, "ready", "error"), "ready");
+      assert.equal(await text(page, "archive-name"), "small.vma.lzo");
+      assert.equal(await run(page, "verify"), "done");
+      assert.match(await text(page, "status"), /^Verified: the archive is sound\. 81 clusters/);
+    }, (site) => `file://${site.dir}/index.html`);
   },
 });
