@@ -4,6 +4,7 @@
 //   vmakit.js               the library (mod.ts) as an ES module for browsers
 //   app.js                  the page's script (classic script: it runs from file:// too)
 //   worker.js               the Worker that reads the archive off the page's thread
+//   *.js.map                their source maps
 //
 // No server code: any static host serves it, and nothing is fetched after
 // loading. The page's scripts bundle fzstd (npm), the zstd decoder Chromium's
