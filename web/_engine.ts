@@ -114,13 +114,27 @@ export const fzstdFrameDecoder: ZstdFrameDecoder = () => {
       out = controller;
     },
     transform(chunk) {
-      decoder.push(chunk);
+      push(decoder, chunk, false);
     },
     flush() {
-      decoder.push(new Uint8Array(0), true);
+      push(decoder, new Uint8Array(0), true);
     },
   });
 };
+
+/**
+ * Feeds fzstd; whatever it throws on corrupt input (its own "invalid zstd
+ * data", or a RangeError from a typed array it overruns) becomes one
+ * SyntaxError, which the reader reports as `zstd decompression failed - ...`.
+ */
+function push(decoder: Decompress, chunk: Uint8Array, final: boolean): void {
+  try {
+    decoder.push(chunk, final);
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    throw new SyntaxError(why === "invalid zstd data" ? why : `invalid zstd data (${why})`);
+  }
+}
 
 /** The zstd option: the browser's own decoder where it has one, else fzstd. */
 function zstdOption(): ZstdFrameDecoder | undefined {
