@@ -347,6 +347,11 @@ ui.cancel.addEventListener("click", () => {
   engine.send({ type: "cancel" });
 });
 
+// Leaving the page mid-job would stop it: the browser asks first.
+addEventListener("beforeunload", (event) => {
+  if (document.body.dataset.state === "busy") event.preventDefault();
+});
+
 // ---- Set-up ----------------------------------------------------------------
 
 for (const [name, format] of Object.entries(FORMATS)) {
