@@ -75,8 +75,9 @@ export type Reply =
     type: "done";
     job: "verify" | "extract";
     clusters: number;
-    bytes: number;
     sparseBytes: number;
+    /** Archive bytes read (decompressed). */
+    archiveBytes: number;
     /** Archive bytes per second, over the whole job. */
     rate: number;
     seconds: number;
@@ -243,7 +244,7 @@ export class Engine {
     const reader = this.#openReader(file);
     const start = performance.now();
     const summary = await verifyVma(reader, { onProgress: this.#progress() });
-    this.#done("verify", file, start, summary, []);
+    this.#done("verify", reader, start, summary, []);
   }
 
   async #extract(request: Extract<Request, { type: "extract" }>): Promise<void> {
@@ -285,7 +286,7 @@ export class Engine {
       }, { onProgress: this.#progress() });
       // Only now do the files appear under their names (close() swaps them in).
       for (const { writable } of open) await writable.close();
-      this.#done("extract", file, start, summary, open.map((o) => o.name));
+      this.#done("extract", reader, start, summary, open.map((o) => o.name));
     } catch (error) {
       for (const { name, writable } of open) {
         await writable.abort().catch(() => {});
@@ -297,9 +298,9 @@ export class Engine {
 
   #done(
     job: "verify" | "extract",
-    file: File,
+    reader: VmaReader,
     start: number,
-    summary: { clusters: number; bytes: number; sparseBytes: number },
+    summary: { clusters: number; sparseBytes: number },
     files: string[],
   ): void {
     const seconds = (performance.now() - start) / 1000;
@@ -308,9 +309,9 @@ export class Engine {
       type: "done",
       job,
       clusters: summary.clusters,
-      bytes: summary.bytes,
       sparseBytes: summary.sparseBytes,
-      rate: file.size / Math.max(seconds, 1e-6),
+      archiveBytes: reader.bytesRead,
+      rate: reader.bytesRead / Math.max(seconds, 1e-6),
       seconds,
       files,
     });

@@ -106,12 +106,11 @@ function onReply(reply: Reply): void {
       break;
     case "done": {
       const what = reply.job === "verify" ? "Verified" : "Extracted";
+      const archive = mib(reply.archiveBytes);
       status(
-        `${what}: the archive is sound. ${reply.clusters} clusters, ${
-          mib(reply.sparseBytes)
-        } sparse; ${mib(file?.size ?? 0)} in ${reply.seconds.toFixed(1)} s (${
-          (reply.rate / 2 ** 20).toFixed(0)
-        } MiB/s).`,
+        `${what}: the archive is sound. ${reply.clusters} clusters, ${mib(reply.sparseBytes)} ` +
+          `sparse; ${archive} of archive in ${reply.seconds.toFixed(1)} s ` +
+          `(${(reply.rate / 2 ** 20).toFixed(0)} MiB/s).`,
       );
       ui.status.dataset.rate = String(reply.rate);
       if (reply.job === "extract") void listFiles(reply.files);
