@@ -98,6 +98,11 @@ export class Chromium implements AsyncDisposable {
     }
   }
 
+  /** The browser's process id. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   /** Sends a DevTools command (to a page when `sessionId` is given). */
   // deno-lint-ignore no-explicit-any
   send(method: string, params: Record<string, unknown> = {}, sessionId?: string): Promise<any> {
@@ -235,4 +240,33 @@ export class Page {
     const { data } = await this.send("Page.captureScreenshot", { format: "png" });
     return Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
   }
+}
+
+/** Resident set size in KiB of each renderer process under `pid` (Linux /proc), by pid. */
+export function rendererRss(pid: number): Map<number, number> {
+  const parent = new Map<number, number>();
+  const rss = new Map<number, number>();
+  const renderers = new Set<number>();
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      const id = Number(entry.name);
+      parent.set(id, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+      const status = Deno.readTextFileSync(`/proc/${entry.name}/status`);
+      rss.set(id, Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0));
+      if (Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).includes("--type=renderer")) {
+        renderers.add(id);
+      }
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  const under = (id: number): boolean => {
+    for (let p = parent.get(id); p !== undefined && p > 1; p = parent.get(p)) {
+      if (p === pid) return true;
+    }
+    return false;
+  };
+  return new Map([...renderers].filter(under).map((id) => [id, rss.get(id) ?? 0]));
 }
