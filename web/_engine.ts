@@ -256,7 +256,7 @@ export class Engine {
     const chosen = new Set(request.devices);
     const reader = this.#openReader(file);
     const start = performance.now();
-    /** Files being written: until close(), each is a swap file beside its final name. */
+    /** Files being written: until close(), each is a swap file beside an empty file of its name. */
     const open: { name: string; writable: FileSystemWritableFileStream }[] = [];
     const create = async (name: string) => {
       const exists = await dir.getFileHandle(name).then(() => true, () => false);
@@ -284,7 +284,7 @@ export class Engine {
           return await format.create(positioned(writable), device.size);
         },
       }, { onProgress: this.#progress() });
-      // Only now do the files appear under their names (close() swaps them in).
+      // Only now do the names get their contents (close() swaps the swap files in).
       for (const { writable } of open) await writable.close();
       this.#done("extract", reader, start, summary, open.map((o) => o.name));
     } catch (error) {

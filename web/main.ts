@@ -112,7 +112,6 @@ function onReply(reply: Reply): void {
           `sparse; ${archive} of archive in ${reply.seconds.toFixed(1)} s ` +
           `(${(reply.rate / 2 ** 20).toFixed(0)} MiB/s).`,
       );
-      ui.status.dataset.rate = String(reply.rate);
       if (reply.job === "extract") void listFiles(reply.files);
       setState("done");
       break;
