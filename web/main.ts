@@ -37,7 +37,9 @@ const ui = {
 const forceOpfs = new URLSearchParams(location.search).get("target") === "opfs";
 const picker = (globalThis as unknown as { showDirectoryPicker?: DirectoryPicker })
   .showDirectoryPicker;
-const hasOpfs = typeof navigator.storage?.getDirectory === "function";
+/** The page's own storage, writable as a stream (Safari has only sync access handles there). */
+const hasOpfs = typeof navigator.storage?.getDirectory === "function" &&
+  typeof globalThis.FileSystemFileHandle?.prototype.createWritable === "function";
 
 let file: File | undefined;
 let job: Request["type"] | undefined;
@@ -366,7 +368,7 @@ if (forceOpfs || picker !== undefined) {
     "This browser cannot write to a folder you choose: Extract writes into the browser's own storage (as much as it grants this page, usually a share of the free disk space), then offers each file as a download.";
 } else {
   ui.saveNote.textContent =
-    "This browser can verify but not save files: use a recent Chrome, Edge, Firefox or Safari to extract.";
+    "This browser can verify but not save files: use a recent Chrome, Edge or Firefox to extract.";
 }
 setState("empty");
 
