@@ -343,7 +343,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "the web page fits 360 px and its controls are keyboard-reachable",
+  name: "the web page fits 360 px, labels its controls and runs Verify from the keyboard",
   ignore: chromium === undefined,
   async fn() {
     await withPage(async (page) => {
@@ -364,6 +364,29 @@ Deno.test({
       const tab = await page.eval<string[]>(`[...document.querySelectorAll(
         "input, select, button, summary")].filter((e) => e.tabIndex < 0).map((e) => e.id)`);
       assert.deepEqual(tab, []);
+      // With the keyboard alone: Tab to Verify, press Enter.
+      const key = async (key: string, code: number, text?: string) => {
+        for (const type of [text ? "keyDown" : "rawKeyDown", "keyUp"]) {
+          await page.send("Input.dispatchKeyEvent", {
+            type,
+            key,
+            code: key,
+            windowsVirtualKeyCode: code,
+            text: type === "keyUp" ? undefined : text,
+          });
+        }
+      };
+      const visited: string[] = [];
+      for (let i = 0; i < 30 && visited.at(-1) !== "verify"; i++) {
+        await key("Tab", 9);
+        visited.push(
+          await page.eval<string>(`document.activeElement.id || document.activeElement.tagName`),
+        );
+      }
+      assert.equal(visited.at(-1), "verify", `Tab went through ${visited.join(", ")}`);
+      assert.ok(visited.includes("format") && visited.includes("device-1"), visited.join(", "));
+      await key("Enter", 13, "\r");
+      assert.equal(await settle(page, "done", "error"), "done");
     });
   },
 });
