@@ -131,20 +131,43 @@ export class Chromium implements AsyncDisposable {
     return page;
   }
 
+  /**
+   * Closes the browser (Browser.close, then SIGKILL after 5 s) and removes
+   * its profile directory, retrying while its helper processes still write.
+   */
   async [Symbol.asyncDispose](): Promise<void> {
+    const exited = this.#child.status.then(() => true);
+    const timeout = (ms: number) =>
+      new Promise<boolean>((resolve) => {
+        const id = setTimeout(() => resolve(false), ms);
+        exited.then(() => clearTimeout(id));
+      });
+    await Promise.race([this.send("Browser.close").catch(() => {}), timeout(2000)]);
+    if (!(await Promise.race([exited, timeout(5000)]))) {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await exited;
+    }
     try {
       this.#socket.close();
     } catch {
       // already closed
     }
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-    await this.#child.status;
     for (const pending of this.#pending.values()) pending.reject(new Error("Chromium closed"));
-    await Deno.remove(this.#profile, { recursive: true }).catch(() => {});
+    this.#pending.clear();
+    for (let attempt = 0;; attempt++) {
+      try {
+        await Deno.remove(this.#profile, { recursive: true });
+        return;
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) return;
+        if (attempt >= 50) throw error;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   }
 }
 
