@@ -32,6 +32,10 @@ function loadZlib(): Promise<Zlib | undefined> {
   // instead of failing to resolve node:zlib. `deno publish` warns that it
   // cannot analyze it; a node: built-in needs no rewriting.
   const name = "node:zlib";
+  // Browsers have no `process`: importing would only log a failed fetch of
+  // "node:zlib" on the page's console.
+  const runtime = (globalThis as { process?: { versions?: { node?: unknown } } }).process;
+  if (typeof runtime?.versions?.node !== "string") return Promise.resolve(undefined);
   zlibPromise ??= import(name).then((m: Zlib) => m, () => undefined);
   return zlibPromise;
 }
