@@ -186,9 +186,14 @@ function spoolTo(file: Deno.FsFile): TransformStream<Uint8Array, Uint8Array> {
   });
 }
 
-/** Positioned reads of an open file, into fresh memory or the caller's. */
+/**
+ * Positioned reads of an open file, into fresh memory or the caller's. The
+ * file has one position: each seek and its reads run alone, in turn, since
+ * serve reads one export for several clients at once (NBD multi-conn).
+ */
 function fileArchiveReader(file: Deno.FsFile, size: number): VmaArchiveReader {
-  const readInto = async (position: number, target: Uint8Array): Promise<number> => {
+  let turn: Promise<unknown> = Promise.resolve();
+  const readAt = async (position: number, target: Uint8Array): Promise<number> => {
     await file.seek(position, Deno.SeekMode.Start);
     let filled = 0;
     while (filled < target.length) {
@@ -197,6 +202,11 @@ function fileArchiveReader(file: Deno.FsFile, size: number): VmaArchiveReader {
       filled += n;
     }
     return filled;
+  };
+  const readInto = (position: number, target: Uint8Array): Promise<number> => {
+    const result = turn.then(() => readAt(position, target));
+    turn = result.catch(() => {});
+    return result;
   };
   return {
     size,
