@@ -17,6 +17,7 @@ import { CliError, describeError } from "./_errors.ts";
 import { dirName } from "./_output.ts";
 import { shownQuoted } from "./_quote.ts";
 import { writeStderr } from "./_stdio.ts";
+import { paceGarbageCollection } from "./_gc_pacer.ts";
 
 const BLOCK = 4096;
 
@@ -25,7 +26,7 @@ export interface IndexedArchive {
   readonly index: VmaIndex;
   /** Opens device `name` for positioned reads. */
   openDisk(name: string): Promise<VmaDiskImage>;
-  /** Removes the spool file, if any. */
+  /** Removes the spool file, if any, and stops pacing garbage collection. */
   close(): void;
   /**
    * Stops removing the spool file on a signal, for a caller that handles
@@ -44,6 +45,22 @@ export async function openIndexedArchive(
   tmpdir: string | undefined,
   command: string,
   check: (header: VmaHeader) => void = () => {},
+): Promise<IndexedArchive> {
+  const stopPacing = paceGarbageCollection();
+  try {
+    return await open(path, tmpdir, command, check, stopPacing);
+  } catch (e) {
+    stopPacing();
+    throw e;
+  }
+}
+
+async function open(
+  path: string,
+  tmpdir: string | undefined,
+  command: string,
+  check: (header: VmaHeader) => void,
+  stopPacing: () => void,
 ): Promise<IndexedArchive> {
   const input = await openArchiveInput(path);
   // Pipes, FIFOs and devices cannot be read twice either.
@@ -139,7 +156,10 @@ export async function openIndexedArchive(
         throw toCliError(e, `${command} failed - `);
       }
     },
-    close: removeSpool,
+    close() {
+      removeSpool();
+      stopPacing();
+    },
     keepOnSignal: () => forgetSpool(),
   };
 }

@@ -157,15 +157,16 @@ Clients: nbdinfo --list 'nbd+unix:///?socket=<path>',
           continue;
         }
         connections.add(conn);
-        const done: Promise<void> = serveNbd(conn, exports).catch(() => {}).finally(() => {
-          connections.delete(conn);
-          served.delete(done);
-          try {
-            conn.close();
-          } catch {
-            // already closed by the server or the client
-          }
-        });
+        const done: Promise<void> = serveNbd(conn, exports, { reuseBuffers: true }).catch(() => {})
+          .finally(() => {
+            connections.delete(conn);
+            served.delete(done);
+            try {
+              conn.close();
+            } catch {
+              // already closed by the server or the client
+            }
+          });
         served.add(done);
       }
     } catch (e) {
