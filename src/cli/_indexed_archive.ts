@@ -1,7 +1,9 @@
-// An archive opened for random access (cat, repack): indexed in one checked
-// pass; a plain archive file is then read where it lies, a compressed one (or
-// stdin) is spooled, decompressed, to a sparse temporary file during that same
-// pass, removed when closed, on failure or on a signal.
+// An archive opened for random access (cat, repack, serve): indexed in one
+// checked pass; a plain archive file is then read where it lies, a .vma.zst
+// with a seek table (zstd's seekable format) frame by frame through it, any
+// other compressed one (or stdin) is spooled, decompressed, to a sparse
+// temporary file during that same pass, removed when closed, on failure or on
+// a signal. The index of a plain archive file can be saved next to it.
 import {
   indexVma,
   loadVmaIndex,
@@ -20,6 +22,7 @@ import { CliError, describeError } from "./_errors.ts";
 import { baseName, dirName } from "./_output.ts";
 import { quote, shownQuoted } from "./_quote.ts";
 import { writeStderr } from "./_stdio.ts";
+import { openZstdSeekable, type ZstdSeekableReader } from "../compress/zstd_seekable.ts";
 import { paceGarbageCollection } from "./_gc_pacer.ts";
 
 const BLOCK = 4096;
@@ -84,8 +87,14 @@ async function open(
   const { tmpdir, check = () => {} } = options;
   const before = path === "-" ? undefined : stampOf(path);
   const input = await openArchiveInput(path);
+  // A zstd file with a seek table is read in place, frame by frame.
+  const seekable = input.compression === "zstd" && input.inputSize !== undefined
+    ? await openSeekable(path, command)
+    : undefined;
   // Pipes, FIFOs and devices cannot be read twice either.
-  const spool = input.compression !== "none" || input.inputSize === undefined;
+  const spool = seekable === undefined &&
+    (input.compression !== "none" || input.inputSize === undefined);
+  const plain = input.compression === "none" && input.inputSize !== undefined;
   let readPath = path;
   let removeSpool = () => {};
   let forgetSpool = () => {};
@@ -146,7 +155,7 @@ async function open(
       throw e;
     }
     const indexPath = `${path}.vmaidx`;
-    const saved = spool || before === undefined
+    const saved = !plain || before === undefined
       ? undefined
       : await loadSavedIndex(indexPath, header, before, command);
     if (saved !== undefined) {
@@ -154,7 +163,7 @@ async function open(
       index = saved;
     } else {
       index = await indexVma(reader);
-      if (options.saveIndex) await saveIndex(indexPath, index, spool, before, command);
+      if (options.saveIndex) await saveIndex(indexPath, index, plain, before, command);
     }
     spoolFile?.close();
     spoolFile = undefined;
@@ -165,12 +174,27 @@ async function open(
       // already closed
     }
     removeSpool();
+    await seekable?.close().catch(() => {});
     if (e instanceof CliError) throw e;
     throw toCliError(e, `${command} failed - `);
   }
   return {
     index,
     async openDisk(name) {
+      if (seekable !== undefined) {
+        // One reader (and its cache of frames) for every device, closed with the archive.
+        const shared: VmaArchiveReader = {
+          size: seekable.size,
+          read: (position, length) => seekable.read(position, length),
+          readInto: (position, target) => seekable.readInto(position, target),
+          close: () => Promise.resolve(),
+        };
+        try {
+          return openVmaDisk(index, shared, name);
+        } catch (e) {
+          throw toCliError(e, `${command} failed - `);
+        }
+      }
       let file: Deno.FsFile;
       try {
         file = await Deno.open(readPath, { read: true });
@@ -189,10 +213,39 @@ async function open(
     },
     close() {
       removeSpool();
+      seekable?.close().catch(() => {});
       stopPacing();
     },
     keepOnSignal: () => forgetSpool(),
   };
+}
+
+/**
+ * A reader of the decompressed bytes of the zstd file at `path` through its
+ * seek table, or undefined when it has none (or a bad one: noted, then the
+ * file is spooled as any zstd file).
+ */
+async function openSeekable(
+  path: string,
+  command: string,
+): Promise<ZstdSeekableReader | undefined> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch {
+    return undefined;
+  }
+  try {
+    const size = (await file.stat()).size;
+    const reader = await openZstdSeekable(fileArchiveReader(file, size));
+    if (reader === undefined) file.close();
+    return reader;
+  } catch (e) {
+    file.close();
+    if (!(e instanceof SyntaxError || e instanceof RangeError)) throw e;
+    writeStderr(`vma: ${command}: ignoring the seek table of ${quote(path)}: ${e.message}\n`);
+    return undefined;
+  }
 }
 
 /** The size and modification time of the file at `path`, if it is a regular file. */
@@ -282,14 +335,14 @@ async function readAtMost(path: string, max: number): Promise<Uint8Array> {
 async function saveIndex(
   indexPath: string,
   index: VmaIndex,
-  spooled: boolean,
+  plain: boolean,
   before: VmaIndexStamp | undefined,
   command: string,
 ): Promise<void> {
   const warn = (why: string) =>
     writeStderr(`vma: ${command}: warning: index not saved to ${quote(indexPath)}: ${why}\n`);
-  if (spooled || before === undefined) {
-    warn("only the index of a plain archive file is saved (a compressed one is spooled anew)");
+  if (!plain || before === undefined) {
+    warn("only the index of a plain (uncompressed) archive file is saved");
     return;
   }
   const after = stampOf(indexPath.slice(0, -".vmaidx".length));

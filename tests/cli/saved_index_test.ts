@@ -1,9 +1,11 @@
 // --save-index: cat, serve and repack save the index of a plain archive as
 // <archive>.vmaidx and reuse it while the archive is unchanged (size, time,
 // header uuid); a stale or damaged one is ignored with a note and rebuilt.
+// A .vma.zst with a seek table is read in place, without a spool.
 import assert from "node:assert/strict";
 import { VmaWriter } from "../../mod.ts";
 import { vma } from "../_cli_run.ts";
+import { framesOf, seekableFile } from "../compress/_seekable.ts";
 
 const UUID_A = "11111111-2222-4333-8444-555555555555";
 const UUID_B = "99999999-8888-4777-8666-555555555555";
@@ -155,12 +157,51 @@ Deno.test("vma cat ignores a damaged or foreign saved index with a note, and nev
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stderr,
-      /vma: cat: warning: index not saved to "a\.vma\.gz\.vmaidx": only the index of a plain archive file is saved \(a compressed one is spooled anew\)\n$/,
+      /vma: cat: warning: index not saved to "a\.vma\.gz\.vmaidx": only the index of a plain \(uncompressed\) archive file is saved\n$/,
     );
     assert.deepEqual(r.stdoutBytes, data);
     assert.deepEqual(
       [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
       ["a.vma", "a.vma.gz"],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("vma cat and repack read a seekable .vma.zst in place (no spool); a bad seek table is noted and the file spooled", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vma-seekable-" });
+  try {
+    const data = disk();
+    await writeArchive(`${dir}/a.vma`, data, UUID_A);
+    const plain = await Deno.readFile(`${dir}/a.vma`);
+    const file = seekableFile(framesOf(plain, 100_000));
+    await Deno.writeFile(`${dir}/s.vma.zst`, file);
+    let r = await vma(["cat", "s.vma.zst", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    assert.deepEqual(r.stdoutBytes, data);
+    r = await vma(["repack", "s.vma.zst", "b.vma"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    assert.deepEqual((await vma(["cat", "b.vma", "drive-scsi0"], { cwd: dir })).stdoutBytes, data);
+    // A table whose sizes do not add up: noted, then spooled as any .vma.zst.
+    const v = new DataView(file.buffer);
+    const firstEntry = file.length - 9 - 8 * Math.ceil(plain.length / 100_000);
+    v.setUint32(firstEntry, v.getUint32(firstEntry, true) - 1, true);
+    await Deno.writeFile(`${dir}/s.vma.zst`, file);
+    r = await vma(["cat", "s.vma.zst", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stderr.split("\n");
+    assert.match(
+      lines[0],
+      /^vma: cat: ignoring the seek table of "s\.vma\.zst": Cannot read the seekable zstd file: the seek table covers \d+ bytes of frames, the file has \d+ before the table$/,
+    );
+    assert.match(lines[1], /^vma: cat: zstd archive: spooling it decompressed to /);
+    assert.deepEqual(r.stdoutBytes, data);
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      ["a.vma", "b.vma", "s.vma.zst"],
     );
   } finally {
     await Deno.remove(dir, { recursive: true });

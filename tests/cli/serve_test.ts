@@ -2,6 +2,7 @@
 // python3-libnbd: nbdsh; qemu-utils: qemu-img), each run as a subprocess.
 import assert from "node:assert/strict";
 import { CLI, fixtureDir, have, TESTDATA, vma } from "../_cli_run.ts";
+import { framesOf, seekableFile } from "../compress/_seekable.ts";
 
 const NO_NBD = have("nbdinfo") && have("nbdcopy")
   ? undefined
@@ -413,6 +414,37 @@ Deno.test("serve: nbdcopy over several connections at once (multi-conn) copies t
     const out = await Deno.readFile(`${dir}/out.raw`);
     assert.equal(out.length, disk.length);
     // The first differing byte (a deepEqual of 256 MiB would print a huge diff).
+    assert.equal(out.findIndex((b, k) => b !== disk[k]), -1);
+  } finally {
+    assert.equal((await server.stop()).code, 0);
+  }
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("serve: a seekable .vma.zst is served in place (no spool file), several connections at once", async () => {
+  if (skip(NO_NBD)) return;
+  const dir = await Deno.makeTempDir({ prefix: "vma-serve-test-" });
+  const disk = new Uint8Array(24 * 2 ** 20);
+  const words = new DataView(disk.buffer);
+  for (let i = 0; i < disk.length; i += 4) {
+    if ((i >> 16) % 5 !== 4) words.setUint32(i, (i * 2654435761 + 7) >>> 0);
+  }
+  await Deno.writeFile(`${dir}/d.raw`, disk);
+  const c = await vma(["create", "d.vma", "-d", "format=raw:drive-scsi0=d.raw"], { cwd: dir });
+  assert.equal(c.code, 0, c.stderr);
+  const plain = await Deno.readFile(`${dir}/d.vma`);
+  await Deno.writeFile(`${dir}/d.vma.zst`, seekableFile(framesOf(plain, 1 << 20)));
+  const sock = `${dir}/s.sock`;
+  const server = await startServe(["--socket", sock, "d.vma.zst"], dir);
+  try {
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith(".vma-spool")),
+      [],
+    );
+    const r = await run("nbdcopy", ["--connections=4", uri(sock, "drive-scsi0"), `${dir}/out.raw`]);
+    assert.equal(r.code, 0, r.stderr);
+    const out = await Deno.readFile(`${dir}/out.raw`);
+    assert.equal(out.length, disk.length);
     assert.equal(out.findIndex((b, k) => b !== disk[k]), -1);
   } finally {
     assert.equal((await server.stop()).code, 0);
