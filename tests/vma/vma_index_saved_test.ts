@@ -1,5 +1,6 @@
 // saveVmaIndex and loadVmaIndex: an index file read back, checked as outside
-// data (damaged, hostile and stale files are refused, never trusted).
+// data (damaged, hostile and stale files are refused, never trusted); and
+// indexVma of mutated archives.
 import assert from "node:assert/strict";
 import {
   indexVma,
@@ -227,4 +228,40 @@ Deno.test("loadVmaIndex: 3000 mutated index files are refused, or accepted with 
   }
   assert.ok(refused > 1500 && accepted > 50, `${refused} refused, ${accepted} accepted`);
   console.log(`${refused} refused, ${accepted} accepted`);
+});
+
+Deno.test("indexVma and openVmaDisk: 2000 mutated archives are refused or read in bounds", async () => {
+  const data = await archive();
+  let x = 99;
+  const random = (n: number) => {
+    x = (x * 1103515245 + 12345) >>> 0;
+    return x % n;
+  };
+  let refused = 0;
+  let read = 0;
+  for (let i = 0; i < 2000; i++) {
+    const bytes = data.slice();
+    // Mostly in the extents (the header has its own MD5), a few anywhere.
+    for (let k = 1 + random(3); k > 0; k--) {
+      const at = random(8) === 0 ? random(bytes.length) : 12288 + random(bytes.length - 12288);
+      bytes[at] = random(2) === 0 ? bytes[at] ^ (1 << random(8)) : random(256);
+    }
+    const cut = random(10) === 0 ? bytes.subarray(0, random(bytes.length)) : bytes;
+    let index: VmaIndex;
+    try {
+      index = await indexVma(ReadableStream.from([cut]));
+    } catch (e) {
+      assert.ok(e instanceof SyntaxError || e instanceof RangeError, String(e));
+      refused++;
+      continue;
+    }
+    read++;
+    for (const d of index.header.devices) {
+      const image = openVmaDisk(index, memoryReader(cut), d.name);
+      assert.equal((await image.read(0, image.size)).length, d.size);
+      await image.close();
+    }
+  }
+  assert.ok(refused > 0 && read > 0, `${refused} refused, ${read} read`);
+  console.log(`${refused} refused, ${read} indexed and read`);
 });
