@@ -42,11 +42,18 @@ function collector(): (() => void) | undefined {
 export function paceGarbageCollection(): () => void {
   const collect = collector();
   if (collect === undefined) return () => {};
-  let base = Deno.memoryUsage().external;
+  let base: number | undefined = Deno.memoryUsage().external;
   const timer = setInterval(() => {
-    if (Deno.memoryUsage().external < Math.max(FLOOR, base + GROWTH)) return;
+    const external = Deno.memoryUsage().external;
+    // The live size is taken a tick after a collection: the freed buffers
+    // are swept concurrently, and counted until then.
+    if (base === undefined) {
+      base = external;
+      return;
+    }
+    if (external < Math.max(FLOOR, base + GROWTH)) return;
     collect();
-    base = Deno.memoryUsage().external;
+    base = undefined;
   }, TICK);
   Deno.unrefTimer(timer);
   return () => clearInterval(timer);

@@ -22,6 +22,50 @@ const FRAME_BYTES = 16;
 /** Seek table bytes read at a time. */
 const TABLE_PIECE = 1024 * 1024;
 
+type Zlib = typeof import("node:zlib");
+let zlibPromise: Promise<Zlib | undefined> | undefined;
+
+/**
+ * node:zlib where the runtime has it (Deno, Node, Bun), loaded on first use
+ * by a name it cannot resolve ahead (browsers have none).
+ */
+function loadZlib(): Promise<Zlib | undefined> {
+  const name = "node:zlib";
+  zlibPromise ??= import(name).then((m: Zlib) => m, () => undefined);
+  return zlibPromise;
+}
+
+/**
+ * One frame decompressed by node:zlib into a single buffer of `size` bytes
+ * (the output chunk is the frame's size: no pieces to gather, no garbage);
+ * more output than `size` stops it. Undefined without node:zlib's zstd.
+ */
+async function zlibFrame(
+  compressed: Uint8Array,
+  size: number,
+): Promise<{ bytes: Uint8Array } | { error: unknown; over: boolean } | undefined> {
+  const zlib = await loadZlib();
+  if (zlib === undefined || typeof zlib.zstdDecompress !== "function") return undefined;
+  return await new Promise((resolve) => {
+    try {
+      zlib.zstdDecompress(
+        compressed,
+        { chunkSize: Math.max(64, size), maxOutputLength: Math.max(1, size) },
+        (error, result) => {
+          if (error) {
+            const code = (error as { code?: string }).code;
+            resolve({ error, over: code === "ERR_BUFFER_TOO_LARGE" });
+          } else {
+            resolve({ bytes: new Uint8Array(result.buffer, result.byteOffset, result.length) });
+          }
+        },
+      );
+    } catch (error) {
+      resolve({ error, over: false });
+    }
+  });
+}
+
 /** Options of {@linkcode openZstdSeekable}. */
 export interface ZstdSeekableOptions extends DecompressionOptions {
   /**
@@ -35,7 +79,7 @@ export interface ZstdSeekableOptions extends DecompressionOptions {
    * Decompressed frames kept for later reads, in bytes (the frame being read
    * is always kept, whatever its size).
    *
-   * @default {16777216}
+   * @default {8388608}
    */
   cacheBytes?: number;
   /**
@@ -74,7 +118,7 @@ export class ZstdSeekableReader implements PositionedReader {
     this.#compressedAt = compressedAt;
     this.#decompressedAt = decompressedAt;
     this.#options = options;
-    this.#cacheBytes = options.cacheBytes ?? 16 * 1024 * 1024;
+    this.#cacheBytes = options.cacheBytes ?? 8 * 1024 * 1024;
   }
 
   /** Size of the decompressed bytes. */
@@ -172,6 +216,18 @@ export class ZstdSeekableReader implements PositionedReader {
       new SyntaxError(`Cannot read the seekable zstd file: frame ${i} at ${position} ${why}`);
     const compressed = await this.#file.read(position, compressedSize);
     if (compressed.length !== compressedSize) throw bad("ends early");
+    const over = () => bad(`decompresses to more than the ${size} bytes of the seek table`);
+    const fewer = (got: number) =>
+      bad(`decompresses to ${got} bytes, not the ${size} of the seek table`);
+    const invalid = (e: unknown) =>
+      bad(`is not valid zstd (${e instanceof Error ? e.message : String(e)})`);
+    const fast = this.#options.zstd === undefined ? await zlibFrame(compressed, size) : undefined;
+    if (fast !== undefined) {
+      if ("error" in fast) throw fast.over ? over() : invalid(fast.error);
+      if (fast.bytes.length > size) throw over();
+      if (fast.bytes.length < size) throw fewer(fast.bytes.length);
+      return this.#keep(i, fast.bytes);
+    }
     const out = new Uint8Array(size);
     let got = 0;
     const reader = decodeStream(ReadableStream.from([compressed]), "zstd", this.#options)
@@ -180,20 +236,21 @@ export class ZstdSeekableReader implements PositionedReader {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        if (value.length > size - got) {
-          throw bad(`decompresses to more than the ${size} bytes of the seek table`);
-        }
+        if (value.length > size - got) throw over();
         out.set(value, got);
         got += value.length;
       }
     } catch (e) {
       await reader.cancel().catch(() => {});
       if (e instanceof SyntaxError && e.message.startsWith("Cannot read the seekable")) throw e;
-      throw bad(`is not valid zstd (${e instanceof Error ? e.message : String(e)})`);
+      throw invalid(e);
     }
-    if (got !== size) {
-      throw bad(`decompresses to ${got} bytes, not the ${size} of the seek table`);
-    }
+    if (got !== size) throw fewer(got);
+    return this.#keep(i, out);
+  }
+
+  /** Keeps frame `i` in the cache, dropping the least recently used past `cacheBytes`. */
+  #keep(i: number, out: Uint8Array): Uint8Array {
     if (!this.#closed) {
       this.#cache.set(i, out);
       this.#cached += out.length;
