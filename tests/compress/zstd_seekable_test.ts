@@ -1,7 +1,8 @@
 // openZstdSeekable / ZstdSeekableReader: random access through a seek table,
 // and tables and frames that lie.
 import assert from "node:assert/strict";
-import { zstdCompressSync } from "node:zlib";
+import { createZstdDecompress, zstdCompressSync } from "node:zlib";
+import { Duplex } from "node:stream";
 import { openZstdSeekable } from "../../mod.ts";
 import { framesOf, seekableFile } from "./_seekable.ts";
 
@@ -167,5 +168,23 @@ Deno.test("ZstdSeekableReader refuses frames that decompress to more or less tha
   await assert.rejects(garbage!.read(0, 10), {
     name: "SyntaxError",
     message: /^Cannot read the seekable zstd file: frame 0 at 0 is not valid zstd \(.+\)$/,
+  });
+});
+
+Deno.test("ZstdSeekableReader with a given zstd decoder (the streaming path) reads and refuses alike", async () => {
+  const zstd = () =>
+    Duplex.toWeb(createZstdDecompress()) as unknown as TransformStream<Uint8Array, Uint8Array>;
+  const source = data(200_000);
+  const reader = await openZstdSeekable(fileOf(seekableFile(framesOf(source, 30_000))), { zstd });
+  assert.deepEqual(await reader!.read(12_345, 100_000), source.slice(12_345, 112_345));
+  const bomb = new Uint8Array(zstdCompressSync(new Uint8Array(8 * 1024 * 1024)));
+  const bad = await openZstdSeekable(
+    fileOf(seekableFile([{ compressed: bomb, decompressed: 1000 }])),
+    { zstd },
+  );
+  await assert.rejects(bad!.read(0, 10), {
+    name: "SyntaxError",
+    message:
+      "Cannot read the seekable zstd file: frame 0 at 0 decompresses to more than the 1000 bytes of the seek table",
   });
 });
