@@ -55,5 +55,6 @@ export * from "./src/image/vmdk_writer.ts";
 export * from "./src/image/vhdx_writer.ts";
 export * from "./src/compress/lzop_decompression_stream.ts";
 export * from "./src/compress/compression.ts";
+export * from "./src/compress/zstd_seekable.ts";
 export type * from "./src/nbd/nbd_export.ts";
 export * from "./src/nbd/nbd_server.ts";

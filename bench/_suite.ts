@@ -7,6 +7,7 @@
 
 import { DISK_COUNT, type Inputs, type InputSizes } from "./_inputs.ts";
 import { shellQuote } from "./_measure.ts";
+import { accessRows, accessTargets } from "./_access_rows.ts";
 
 /** Whether a row runs the vma command or a baseline tool. */
 export type RowKind = "vma" | "baseline";
@@ -383,6 +384,7 @@ export function suiteRows(vma: readonly string[], inputs: Inputs): RowSpec[] {
     ...baselineRows(inputs),
     ...createRows(command, inputs),
     ...readRows(command, inputs),
+    ...accessRows(command, inputs),
     ...mixedRows(command, inputs),
     ...sparseRows(command, inputs),
   ];
@@ -494,6 +496,7 @@ export function suiteTargets(sizes: InputSizes): TargetSpec[] {
       row: "repack",
       baseline: "create-file",
     },
+    ...accessTargets(),
     { id: "startup", label: "start-up only (vma --version)", row: "startup" },
   ];
 }

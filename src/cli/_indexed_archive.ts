@@ -1,31 +1,40 @@
-// An archive opened for random access (cat, repack): indexed in one checked
-// pass; a plain archive file is then read where it lies, a compressed one (or
-// stdin) is spooled, decompressed, to a sparse temporary file during that same
-// pass, removed when closed, on failure or on a signal.
+// An archive opened for random access (cat, repack, serve): indexed in one
+// checked pass; a plain archive file is then read where it lies, a .vma.zst
+// with a seek table (zstd's seekable format) frame by frame through it, any
+// other compressed one (or stdin) is spooled, decompressed, to a sparse
+// temporary file during that same pass, removed when closed, on failure or on
+// a signal. The index of a plain archive file can be saved next to it.
 import {
   indexVma,
+  loadVmaIndex,
   openVmaDisk,
+  saveVmaIndex,
   type VmaArchiveReader,
   type VmaDiskImage,
   type VmaIndex,
+  type VmaIndexStamp,
 } from "../vma/vma_index.ts";
 import { type VmaHeader, VmaReader } from "../vma/vma_reader.ts";
 import { openArchiveInput } from "./_archive_input.ts";
 import { toCliError } from "./_archive.ts";
 import { onCleanup } from "./_cleanup.ts";
 import { CliError, describeError } from "./_errors.ts";
-import { dirName } from "./_output.ts";
-import { shownQuoted } from "./_quote.ts";
+import { baseName, dirName } from "./_output.ts";
+import { quote, shownQuoted } from "./_quote.ts";
 import { writeStderr } from "./_stdio.ts";
+import { openZstdSeekable, type ZstdSeekableReader } from "../compress/zstd_seekable.ts";
+import { paceGarbageCollection } from "./_gc_pacer.ts";
 
 const BLOCK = 4096;
+/** Largest saved index file read: the index's own memory limit, and its framing. */
+const MAX_INDEX_FILE = 256 * 1024 * 1024 + 64 * 1024;
 
 /** An indexed archive and the file its devices are read from. */
 export interface IndexedArchive {
   readonly index: VmaIndex;
   /** Opens device `name` for positioned reads. */
   openDisk(name: string): Promise<VmaDiskImage>;
-  /** Removes the spool file, if any. */
+  /** Removes the spool file, if any, and stops pacing garbage collection. */
   close(): void;
   /**
    * Stops removing the spool file on a signal, for a caller that handles
@@ -34,20 +43,58 @@ export interface IndexedArchive {
   keepOnSignal(): void;
 }
 
+/** Options of {@linkcode openIndexedArchive}. */
+export interface IndexedArchiveOptions {
+  /** Where to spool a compressed archive (default: next to it). */
+  tmpdir?: string;
+  /** Save the index as `<archive>.vmaidx` (`--save-index`). */
+  saveIndex?: boolean;
+  /** Checks the header before the archive is read further (throws a CliError). */
+  check?: (header: VmaHeader) => void;
+}
+
 /**
  * Indexes `path` (`-` for stdin). A compressed archive or stdin is spooled to
  * a temporary file in `tmpdir` (default: next to the archive, or the current
  * directory for stdin, pipes and devices), which the caller removes with `close()`.
+ *
+ * A plain archive file with a saved index next to it (`<archive>.vmaidx`,
+ * written with `saveIndex`) is not read whole again when the index is for
+ * it as it is now: same size, modification time and header uuid. A saved
+ * index that is stale, damaged or not an index is ignored (and replaced with
+ * `saveIndex`), with a note on stderr.
  */
 export async function openIndexedArchive(
   path: string,
-  tmpdir: string | undefined,
   command: string,
-  check: (header: VmaHeader) => void = () => {},
+  options: IndexedArchiveOptions = {},
 ): Promise<IndexedArchive> {
+  const stopPacing = paceGarbageCollection();
+  try {
+    return await open(path, command, options, stopPacing);
+  } catch (e) {
+    stopPacing();
+    throw e;
+  }
+}
+
+async function open(
+  path: string,
+  command: string,
+  options: IndexedArchiveOptions,
+  stopPacing: () => void,
+): Promise<IndexedArchive> {
+  const { tmpdir, check = () => {} } = options;
+  const before = path === "-" ? undefined : stampOf(path);
   const input = await openArchiveInput(path);
+  // A zstd file with a seek table is read in place, frame by frame.
+  const seekable = input.compression === "zstd" && input.inputSize !== undefined
+    ? await openSeekable(path, command)
+    : undefined;
   // Pipes, FIFOs and devices cannot be read twice either.
-  const spool = input.compression !== "none" || input.inputSize === undefined;
+  const spool = seekable === undefined &&
+    (input.compression !== "none" || input.inputSize === undefined);
+  const plain = input.compression === "none" && input.inputSize !== undefined;
   let readPath = path;
   let removeSpool = () => {};
   let forgetSpool = () => {};
@@ -107,7 +154,17 @@ export async function openIndexedArchive(
       await reader.cancel().catch(() => {});
       throw e;
     }
-    index = await indexVma(reader);
+    const indexPath = `${path}.vmaidx`;
+    const saved = !plain || before === undefined
+      ? undefined
+      : await loadSavedIndex(indexPath, header, before, command);
+    if (saved !== undefined) {
+      await reader.cancel().catch(() => {});
+      index = saved;
+    } else {
+      index = await indexVma(reader);
+      if (options.saveIndex) await saveIndex(indexPath, index, plain, before, command);
+    }
     spoolFile?.close();
     spoolFile = undefined;
   } catch (e) {
@@ -117,12 +174,27 @@ export async function openIndexedArchive(
       // already closed
     }
     removeSpool();
+    await seekable?.close().catch(() => {});
     if (e instanceof CliError) throw e;
     throw toCliError(e, `${command} failed - `);
   }
   return {
     index,
     async openDisk(name) {
+      if (seekable !== undefined) {
+        // One reader (and its cache of frames) for every device, closed with the archive.
+        const shared: VmaArchiveReader = {
+          size: seekable.size,
+          read: (position, length) => seekable.read(position, length),
+          readInto: (position, target) => seekable.readInto(position, target),
+          close: () => Promise.resolve(),
+        };
+        try {
+          return openVmaDisk(index, shared, name);
+        } catch (e) {
+          throw toCliError(e, `${command} failed - `);
+        }
+      }
       let file: Deno.FsFile;
       try {
         file = await Deno.open(readPath, { read: true });
@@ -139,9 +211,163 @@ export async function openIndexedArchive(
         throw toCliError(e, `${command} failed - `);
       }
     },
-    close: removeSpool,
+    close() {
+      removeSpool();
+      seekable?.close().catch(() => {});
+      stopPacing();
+    },
     keepOnSignal: () => forgetSpool(),
   };
+}
+
+/**
+ * A reader of the decompressed bytes of the zstd file at `path` through its
+ * seek table, or undefined when it has none (or a bad one: noted, then the
+ * file is spooled as any zstd file).
+ */
+async function openSeekable(
+  path: string,
+  command: string,
+): Promise<ZstdSeekableReader | undefined> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch {
+    return undefined;
+  }
+  try {
+    const size = (await file.stat()).size;
+    const reader = await openZstdSeekable(fileArchiveReader(file, size));
+    if (reader === undefined) file.close();
+    return reader;
+  } catch (e) {
+    file.close();
+    if (!(e instanceof SyntaxError || e instanceof RangeError)) throw e;
+    writeStderr(`vma: ${command}: ignoring the seek table of ${quote(path)}: ${e.message}\n`);
+    return undefined;
+  }
+}
+
+/** The size and modification time of the file at `path`, if it is a regular file. */
+function stampOf(path: string): VmaIndexStamp | undefined {
+  try {
+    const info = Deno.statSync(path);
+    if (!info.isFile || info.mtime === null) return undefined;
+    return { size: info.size, mtimeMs: info.mtime.getTime() };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The index saved at `indexPath` if there is one and it is for the archive
+ * as it is now (`stamp`, `header`); otherwise undefined, with a note when a
+ * file was there but could not be used.
+ */
+async function loadSavedIndex(
+  indexPath: string,
+  header: VmaHeader,
+  stamp: VmaIndexStamp,
+  command: string,
+): Promise<VmaIndex | undefined> {
+  const ignore = (why: string) => {
+    writeStderr(
+      `vma: ${command}: ignoring the saved index ${quote(indexPath)}: ${why}; indexing anew\n`,
+    );
+    return undefined;
+  };
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(indexPath);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    return ignore(describeError(e));
+  }
+  if (!info.isFile) return ignore("not a regular file");
+  if (info.size > MAX_INDEX_FILE) return ignore(`${info.size} bytes is too large`);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readAtMost(indexPath, MAX_INDEX_FILE);
+  } catch (e) {
+    return ignore(describeError(e));
+  }
+  try {
+    const index = await loadVmaIndex(bytes, header, stamp);
+    writeStderr(`vma: ${command}: using the saved index ${quote(indexPath)}\n`);
+    return index;
+  } catch (e) {
+    if (!(e instanceof SyntaxError || e instanceof RangeError)) throw e;
+    return ignore(e.message.replace(/^Cannot load the index: /, ""));
+  }
+}
+
+/** The bytes of the file at `path`, refused past `max` (it may grow while read). */
+async function readAtMost(path: string, max: number): Promise<Uint8Array> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = new Uint8Array(Math.min(1 << 20, max + 1 - total));
+      const n = await file.read(chunk);
+      if (n === null) break;
+      total += n;
+      if (total > max) throw new RangeError(`more than ${max} bytes`);
+      chunks.push(chunk.subarray(0, n));
+    }
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const c of chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Writes `index` to `indexPath` (a temporary file renamed over it), unless
+ * the archive is compressed or changed while it was read; a failure is a
+ * warning, not the command's.
+ */
+async function saveIndex(
+  indexPath: string,
+  index: VmaIndex,
+  plain: boolean,
+  before: VmaIndexStamp | undefined,
+  command: string,
+): Promise<void> {
+  const warn = (why: string) =>
+    writeStderr(`vma: ${command}: warning: index not saved to ${quote(indexPath)}: ${why}\n`);
+  if (!plain || before === undefined) {
+    warn("only the index of a plain (uncompressed) archive file is saved");
+    return;
+  }
+  const after = stampOf(indexPath.slice(0, -".vmaidx".length));
+  if (after === undefined || after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
+    warn("the archive changed while it was read");
+    return;
+  }
+  const suffix = crypto.getRandomValues(new Uint32Array(2)).join("");
+  const temp = `${dirName(indexPath)}/.${baseName(indexPath)}.tmp-${suffix}`;
+  const forget = onCleanup(() => Deno.removeSync(temp));
+  try {
+    const bytes = await saveVmaIndex(index, before);
+    await Deno.writeFile(temp, bytes, { createNew: true, mode: 0o644 });
+    await Deno.rename(temp, indexPath);
+    writeStderr(`vma: ${command}: saved the index to ${quote(indexPath)}\n`);
+  } catch (e) {
+    try {
+      Deno.removeSync(temp);
+    } catch {
+      // not created
+    }
+    warn(describeError(e));
+  } finally {
+    forget();
+  }
 }
 
 /**
@@ -186,9 +412,14 @@ function spoolTo(file: Deno.FsFile): TransformStream<Uint8Array, Uint8Array> {
   });
 }
 
-/** Positioned reads of an open file, into fresh memory or the caller's. */
+/**
+ * Positioned reads of an open file, into fresh memory or the caller's. The
+ * file has one position: each seek and its reads run alone, in turn, since
+ * serve reads one export for several clients at once (NBD multi-conn).
+ */
 function fileArchiveReader(file: Deno.FsFile, size: number): VmaArchiveReader {
-  const readInto = async (position: number, target: Uint8Array): Promise<number> => {
+  let turn: Promise<unknown> = Promise.resolve();
+  const readAt = async (position: number, target: Uint8Array): Promise<number> => {
     await file.seek(position, Deno.SeekMode.Start);
     let filled = 0;
     while (filled < target.length) {
@@ -197,6 +428,11 @@ function fileArchiveReader(file: Deno.FsFile, size: number): VmaArchiveReader {
       filled += n;
     }
     return filled;
+  };
+  const readInto = (position: number, target: Uint8Array): Promise<number> => {
+    const result = turn.then(() => readAt(position, target));
+    turn = result.catch(() => {});
+    return result;
   };
   return {
     size,

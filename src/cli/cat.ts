@@ -9,7 +9,7 @@ import { openIndexedArchive } from "./_indexed_archive.ts";
 import { shownQuoted } from "./_quote.ts";
 import { writeStdout } from "./_stdio.ts";
 
-const SYNOPSIS = "usage: vma cat [--tmpdir <dir>] <filename> <device>";
+const SYNOPSIS = "usage: vma cat [--tmpdir <dir>] [--save-index] <filename> <device>";
 /** Bytes per read of the device. */
 const PIECE = 4 * 1024 * 1024;
 
@@ -29,12 +29,18 @@ compressed archive (.zst, .gz, .lzo) or standard input is spooled,
 decompressed, to a temporary file (sparse where the archive has zeros) next
 to the archive or in --tmpdir; it is removed on exit.
 
+With --save-index, the index of a plain archive file is saved next to it as
+<filename>.vmaidx; later runs (cat, serve, repack) use it instead of reading
+the archive whole while the archive keeps its size, time and uuid.
+
 Options:
       --tmpdir <dir>  where to spool a compressed archive
+      --save-index    save the index as <filename>.vmaidx
   -h, --help          show this help
 `,
   options: {
     tmpdir: { type: "string" },
+    "save-index": { type: "boolean" },
   },
   positionals: ["<filename>", "<device>"],
   async run(values, [filename, device]) {
@@ -43,10 +49,14 @@ Options:
         "refusing to write the device to a terminal (redirect standard output)",
       );
     }
-    const archive = await openIndexedArchive(filename, values.tmpdir, "cat", (header) => {
-      if (!header.devices.some((d) => d.name === device)) {
-        throw new CliError(`no device ${shownQuoted(device)} in the archive`);
-      }
+    const archive = await openIndexedArchive(filename, "cat", {
+      tmpdir: values.tmpdir,
+      saveIndex: values["save-index"] === true,
+      check(header) {
+        if (!header.devices.some((d) => d.name === device)) {
+          throw new CliError(`no device ${shownQuoted(device)} in the archive`);
+        }
+      },
     });
     try {
       const image = await archive.openDisk(device);

@@ -21,7 +21,8 @@ import type { VmaDiskImage } from "../vma/vma_index.ts";
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
 
 const SYNOPSIS = `usage: vma repack [--ordered] [--uuid <uuid>] [--ctime <time>]
-                  [--compress zstd|gzip|none] [--tmpdir <dir>] <in> <out>`;
+                  [--compress zstd|gzip|none] [--tmpdir <dir>] [--save-index]
+                  <in> <out>`;
 
 /** `vma repack`. */
 export const repack = defineCommand({
@@ -50,6 +51,8 @@ Options:
       --compress <kind>  zstd, gzip or none (default: from <out>'s name:
                          .zst, .gz, else none)
       --tmpdir <dir>     where to spool a compressed <in>
+      --save-index       save the index of a plain <in> as <in>.vmaidx, used
+                         by later runs while <in> is unchanged
   -h, --help             show this help
 `,
   options: {
@@ -58,6 +61,7 @@ Options:
     ctime: { type: "string" },
     compress: { type: "string" },
     tmpdir: { type: "string" },
+    "save-index": { type: "boolean" },
   },
   positionals: ["<in>", "<out>"],
   async run(values, [input, output]) {
@@ -76,7 +80,10 @@ Options:
     if (output !== "-" && lstatOrUndefined(output)?.isFile) {
       throw new CliError(`can't open file ${shown(output)} - File exists`);
     }
-    const archive = await openIndexedArchive(input, values.tmpdir, "repack");
+    const archive = await openIndexedArchive(input, "repack", {
+      tmpdir: values.tmpdir,
+      saveIndex: values["save-index"] === true,
+    });
     try {
       const header = archive.index.header;
       const writer = new VmaWriter({

@@ -16,7 +16,8 @@ import { quote } from "./_quote.ts";
 import { writeStderr } from "./_stdio.ts";
 import { type IndexedArchive, openIndexedArchive } from "./_indexed_archive.ts";
 
-const SYNOPSIS = "usage: vma serve [--socket <path> | --listen <host>:<port>] <archive>";
+const SYNOPSIS =
+  "usage: vma serve [--socket <path> | --listen <host>:<port>] [--save-index] <archive>";
 const DEFAULT_HOST = "127.0.0.1";
 const DEFAULT_PORT = 10809;
 /** Clients served at once; more are disconnected at once. */
@@ -77,12 +78,15 @@ up to 64 clients at once; writes are refused. The archive is first read once
 whole and checked, as verify does, to index where each cluster is; clients'
 reads then go straight to the file. A compressed archive (.zst, .gz, .lzo)
 or standard input is spooled, decompressed, to a temporary file next to the
-archive (sparse where the archive has zeros), removed on exit.
+archive (sparse where the archive has zeros), removed on exit. With
+--save-index, the index of a plain archive file is saved as <archive>.vmaidx,
+and later runs start at once while the archive keeps its size, time and uuid.
 
 Options:
       --socket <path>        listen on a new Unix socket (removed on exit)
       --listen <host>:<port> listen on TCP (default 127.0.0.1:10809,
                              loopback only)
+      --save-index           save the index as <archive>.vmaidx
   -h, --help                 show this help
 
 Clients: nbdinfo --list 'nbd+unix:///?socket=<path>',
@@ -92,14 +96,18 @@ Clients: nbdinfo --list 'nbd+unix:///?socket=<path>',
   options: {
     socket: { type: "string" },
     listen: { type: "string" },
+    "save-index": { type: "boolean" },
   },
   positionals: ["<archive>"],
   async run(values, [filename]) {
     const where = address(lastString(values.socket), lastString(values.listen));
-    const archive = await openIndexedArchive(filename, undefined, "serve", (header) => {
-      if (header.devices.length === 0) {
-        throw new CliError(`nothing to serve: ${quote(filename)} has no devices`);
-      }
+    const archive = await openIndexedArchive(filename, "serve", {
+      saveIndex: values["save-index"] === true,
+      check(header) {
+        if (header.devices.length === 0) {
+          throw new CliError(`nothing to serve: ${quote(filename)} has no devices`);
+        }
+      },
     });
     let exports: NbdExport[];
     try {
@@ -157,15 +165,16 @@ Clients: nbdinfo --list 'nbd+unix:///?socket=<path>',
           continue;
         }
         connections.add(conn);
-        const done: Promise<void> = serveNbd(conn, exports).catch(() => {}).finally(() => {
-          connections.delete(conn);
-          served.delete(done);
-          try {
-            conn.close();
-          } catch {
-            // already closed by the server or the client
-          }
-        });
+        const done: Promise<void> = serveNbd(conn, exports, { reuseBuffers: true }).catch(() => {})
+          .finally(() => {
+            connections.delete(conn);
+            served.delete(done);
+            try {
+              conn.close();
+            } catch {
+              // already closed by the server or the client
+            }
+          });
         served.add(done);
       }
     } catch (e) {

@@ -104,6 +104,38 @@ class Bytes {
   }
 }
 
+/**
+ * Where the data of read replies is put together: a fresh buffer per piece,
+ * or one buffer per connection reused once the previous write has settled.
+ */
+class ReplyBuffers {
+  readonly #reuse: boolean;
+  #buffer: Bytes | undefined;
+  constructor(reuse: boolean) {
+    this.#reuse = reuse;
+  }
+  /** A buffer of `length` bytes (at most `PIECE` plus a header). */
+  get(length: number): Bytes {
+    if (!this.#reuse) return new Bytes(length);
+    this.#buffer ??= new Bytes(32 + PIECE);
+    return this.#buffer;
+  }
+}
+
+/** Options of {@linkcode serveNbd}. */
+export interface ServeNbdOptions {
+  /**
+   * Reuse one buffer per connection for the data of read replies once the
+   * previous write to `connection.writable` has settled, instead of a fresh
+   * buffer per piece (up to 1 MiB each, garbage once sent). Only for a
+   * writable that is done with a chunk when its write settles, as a socket's
+   * is; not for one that keeps chunks (a `TransformStream`, say).
+   *
+   * @default {false}
+   */
+  reuseBuffers?: boolean;
+}
+
 /** The end of a connection: the client went away or broke the protocol. */
 class Disconnect extends Error {}
 
@@ -150,12 +182,14 @@ interface Session {
  *
  * @param connection The client's byte streams; both are closed at the end.
  * @param exports The exports, by unique name.
+ * @param options Whether to reuse reply buffers.
  * @returns When the client is gone.
  * @throws {TypeError} Two exports have the same name.
  */
 export async function serveNbd(
   connection: NbdConnection,
   exports: readonly NbdExport[],
+  options: ServeNbdOptions = {},
 ): Promise<void> {
   const byName = new Map<string, NbdExport>();
   for (const e of exports) {
@@ -168,7 +202,10 @@ export async function serveNbd(
   const writer = connection.writable.getWriter();
   try {
     const chosen = await negotiate(input, writer, exports, byName);
-    if (chosen) await transmit(input, writer, chosen.export, chosen.session);
+    if (chosen) {
+      const buffers = new ReplyBuffers(options.reuseBuffers === true);
+      await transmit(input, writer, chosen.export, chosen.session, buffers);
+    }
   } catch {
     // The client went away, broke the protocol, or a write to it failed: the connection ends.
   } finally {
@@ -428,6 +465,7 @@ async function transmit(
   writer: WritableStreamDefaultWriter<Uint8Array>,
   nbdExport: NbdExport,
   session: Session,
+  buffers: ReplyBuffers,
 ): Promise<void> {
   const image = nbdExport.image;
   const cursor = new RegionCursor(image);
@@ -479,8 +517,11 @@ async function transmit(
         continue;
       }
       try {
-        if (session.structured) await readStructured(image, cursor, writer, cookie, offset, length);
-        else await readSimple(image, writer, cookie, offset, length);
+        if (session.structured) {
+          await readStructured(image, cursor, writer, buffers, cookie, offset, length);
+        } else {
+          await readSimple(image, writer, buffers, cookie, offset, length);
+        }
       } catch (e) {
         if (e instanceof ReadFailure) {
           if (e.sent) throw new Disconnect("read failed after data was sent");
@@ -502,14 +543,32 @@ class ReadFailure extends Error {
   }
 }
 
+/** An image that can also read into the caller's memory (a `VmaDiskImage` can). */
+type ReadIntoImage = NbdExport["image"] & {
+  readInto(offset: number, target: Uint8Array): Promise<void>;
+};
+
+function canReadInto(image: NbdExport["image"]): image is ReadIntoImage {
+  return typeof (image as Partial<ReadIntoImage>).readInto === "function";
+}
+
+/** Reads `target.length` bytes of the image at `offset` into `target`. */
 async function readImage(
   image: NbdExport["image"],
   offset: number,
-  length: number,
+  target: Uint8Array,
   sent: boolean,
-): Promise<Uint8Array> {
+): Promise<void> {
   try {
-    return await image.read(offset, length);
+    if (canReadInto(image)) {
+      await image.readInto(offset, target);
+      return;
+    }
+    const data = await image.read(offset, target.length);
+    if (data.length !== target.length) {
+      throw new RangeError(`the image gave ${data.length} bytes, not ${target.length}`);
+    }
+    target.set(data);
   } catch (e) {
     throw new ReadFailure(e instanceof Error ? e.message : String(e), sent);
   }
@@ -549,20 +608,25 @@ function errorReply(structured: boolean, cookie: bigint, code: number, message: 
 async function readSimple(
   image: NbdExport["image"],
   writer: WritableStreamDefaultWriter<Uint8Array>,
+  buffers: ReplyBuffers,
   cookie: bigint,
   offset: number,
   length: number,
 ): Promise<void> {
   // The first piece is read before the header goes out, so an error can still be reported.
-  let piece = await readImage(image, offset, Math.min(PIECE, length), false);
-  const out = new Bytes(16 + piece.length);
+  const first = Math.min(PIECE, length);
+  const out = buffers.get(16 + first);
+  await readImage(image, offset, out.bytes.subarray(16, 16 + first), false);
+  out.bytes.fill(0, 0, 16);
   out.view.setUint32(0, SIMPLE_REPLY_MAGIC);
   out.view.setBigUint64(8, cookie);
-  out.bytes.set(piece, 16);
-  await writer.write(out.bytes);
-  for (let at = piece.length; at < length; at += piece.length) {
-    piece = await readImage(image, offset + at, Math.min(PIECE, length - at), true);
+  await writer.write(out.bytes.subarray(0, 16 + first));
+  for (let at = first; at < length;) {
+    const n = Math.min(PIECE, length - at);
+    const piece = buffers.get(n).bytes.subarray(0, n);
+    await readImage(image, offset + at, piece, true);
     await writer.write(piece);
+    at += n;
   }
 }
 
@@ -570,6 +634,7 @@ async function readStructured(
   image: NbdExport["image"],
   cursor: RegionCursor,
   writer: WritableStreamDefaultWriter<Uint8Array>,
+  buffers: ReplyBuffers,
   cookie: bigint,
   offset: number,
   length: number,
@@ -588,13 +653,13 @@ async function readStructured(
       out.view.setBigUint64(20, BigInt(at));
       out.view.setUint32(28, stop - at);
     } else {
-      const data = await readImage(image, at, stop - at, sent);
-      out = new Bytes(28 + data.length);
-      structuredHeader(out, last, REPLY_TYPE_OFFSET_DATA, cookie, 8 + data.length);
+      const n = stop - at;
+      out = buffers.get(28 + n);
+      await readImage(image, at, out.bytes.subarray(28, 28 + n), sent);
+      structuredHeader(out, last, REPLY_TYPE_OFFSET_DATA, cookie, 8 + n);
       out.view.setBigUint64(20, BigInt(at));
-      out.bytes.set(data, 28);
     }
-    await writer.write(out.bytes);
+    await writer.write(out.bytes.subarray(0, region.zero ? 32 : 28 + (stop - at)));
     sent = true;
     at = stop;
   }

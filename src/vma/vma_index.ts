@@ -3,6 +3,8 @@
  * once, with every check of {@linkcode VmaReader}, and records where each
  * cluster's stored blocks are; {@linkcode openVmaDisk} then reads any range of
  * a device through positioned reads of the (uncompressed) archive.
+ * {@linkcode saveVmaIndex} and {@linkcode loadVmaIndex} keep an index in a
+ * file next to the archive, for the next run.
  *
  * @module
  */
@@ -161,6 +163,48 @@ function permute<T extends Uint32Array | Float64Array | Uint16Array>(
   return to;
 }
 
+/**
+ * Reads a run table of `n` runs from `view` at `at`, checking each run
+ * against the device's clusters, the runs before it and the archive's size.
+ */
+function readRuns(
+  view: DataView,
+  at: number,
+  n: number,
+  clusters: number,
+  archiveSize: number,
+  budget: Budget,
+): RunTable {
+  const runs = new RunTable();
+  budget.take(n * RUN_BYTES);
+  runs.start = new Uint32Array(n);
+  runs.count = new Uint32Array(n);
+  runs.offset = new Float64Array(n);
+  runs.mask = new Uint16Array(n);
+  let next = 0; // first cluster the next run may start at
+  for (let i = 0; i < n; i++, at += RUN_BYTES) {
+    const start = view.getUint32(at, true);
+    const count = view.getUint32(at + 4, true);
+    const offset = Number(view.getBigUint64(at + 8, true));
+    const mask = view.getUint16(at + 16, true);
+    const bytes = count * popcount16(mask) * BLOCK_SIZE;
+    if (
+      count === 0 || mask === 0 || start < next || start + count > clusters ||
+      !Number.isSafeInteger(offset) || offset < EXTENT_HEADER_SIZE ||
+      offset + bytes > archiveSize
+    ) {
+      throw new SyntaxError(`Cannot load the index: run ${i} of a device is out of bounds`);
+    }
+    runs.start[i] = start;
+    runs.count[i] = count;
+    runs.offset[i] = offset;
+    runs.mask[i] = mask;
+    next = start + count;
+  }
+  runs.length = n;
+  return runs;
+}
+
 /** The memory left for the index. */
 class Budget {
   used = 0;
@@ -227,6 +271,209 @@ export class VmaIndex {
   table(name: string): { device: VmaDevice; runs: RunTable } | undefined {
     return this.#tables.get(name);
   }
+}
+
+/** First bytes of a saved index; a u32 format version (1) and a u32 zero follow. */
+const INDEX_MAGIC = new TextEncoder().encode("VMAKITIX");
+const INDEX_VERSION = 1;
+/**
+ * Fixed part of a saved index: magic, version, zero, stamp (size, mtime),
+ * archive size, uuid, device count.
+ */
+const INDEX_FIXED = 16 + 8 + 8 + 8 + 36 + 4;
+/** Per device: id, name length, device size, run count (the name follows). */
+const INDEX_DEVICE = 4 + 4 + 8 + 4;
+/** The SHA-256 at the end of a saved index. */
+const INDEX_DIGEST = 32;
+
+/**
+ * What a saved index records of the archive file it describes, to tell
+ * whether the file changed since: its size and modification time.
+ */
+export interface VmaIndexStamp {
+  /** The size of the archive file in bytes. */
+  readonly size: number;
+  /** Its modification time in milliseconds since the epoch. */
+  readonly mtimeMs: number;
+}
+
+/** Options of {@linkcode loadVmaIndex}. */
+export interface LoadVmaIndexOptions {
+  /**
+   * The most memory, in bytes, the loaded index may take (as
+   * {@linkcode IndexVmaOptions.maxBytes}).
+   *
+   * @default {268435456}
+   */
+  maxBytes?: number;
+}
+
+async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource));
+}
+
+/**
+ * Encodes `index` as the bytes of an index file (format 1, little-endian,
+ * SHA-256 at the end), recording `stamp`, the archive file it was built from;
+ * {@linkcode loadVmaIndex} reads it back. Only an index of a plain
+ * (uncompressed) archive is worth saving: the offsets are into the
+ * uncompressed archive.
+ *
+ * @example Saving an index and loading it back
+ * ```ts
+ * import { indexVma, loadVmaIndex, saveVmaIndex, VmaReader, VmaWriter } from "@vmakit/vma";
+ * import assert from "node:assert/strict";
+ *
+ * const writer = new VmaWriter();
+ * const disk = writer.addDevice("drive-scsi0", 65536);
+ * const done = new Response(writer.readable).bytes();
+ * await disk.write(0, new Uint8Array(65536).fill(7));
+ * await writer.close();
+ * const archive = await done;
+ *
+ * const index = await indexVma(ReadableStream.from([archive]));
+ * const stamp = { size: archive.length, mtimeMs: 1e12 };
+ * const saved = await saveVmaIndex(index, stamp);
+ * // Later: the header of the archive, and the saved bytes.
+ * const header = await new VmaReader(ReadableStream.from([archive])).header();
+ * const loaded = await loadVmaIndex(saved, header, stamp);
+ * assert.equal(loaded.archiveSize, index.archiveSize);
+ * ```
+ *
+ * @param index The index, from {@linkcode indexVma}.
+ * @param stamp The size and modification time of the archive file.
+ * @returns The bytes of the index file.
+ * @throws {RangeError} When `stamp` holds no byte count or time.
+ */
+export async function saveVmaIndex(index: VmaIndex, stamp: VmaIndexStamp): Promise<Uint8Array> {
+  checkStamp(stamp);
+  const devices = index.header.devices;
+  const names = devices.map((d) => new TextEncoder().encode(d.name));
+  let length = INDEX_FIXED + INDEX_DIGEST;
+  devices.forEach((d, i) => {
+    length += INDEX_DEVICE + names[i].length + index.table(d.name)!.runs.length * RUN_BYTES;
+  });
+  const out = new Uint8Array(length);
+  const view = new DataView(out.buffer);
+  out.set(INDEX_MAGIC, 0);
+  view.setUint32(8, INDEX_VERSION, true);
+  view.setBigUint64(16, BigInt(stamp.size), true);
+  view.setFloat64(24, stamp.mtimeMs, true);
+  view.setBigUint64(32, BigInt(index.archiveSize), true);
+  out.set(new TextEncoder().encode(index.header.uuid.padEnd(36, " ").slice(0, 36)), 40);
+  view.setUint32(76, devices.length, true);
+  let at = INDEX_FIXED;
+  devices.forEach((d, i) => {
+    const runs = index.table(d.name)!.runs;
+    view.setUint32(at, d.id, true);
+    view.setUint32(at + 4, names[i].length, true);
+    view.setBigUint64(at + 8, BigInt(d.size), true);
+    view.setUint32(at + 16, runs.length, true);
+    out.set(names[i], at + INDEX_DEVICE);
+    at += INDEX_DEVICE + names[i].length;
+    for (let r = 0; r < runs.length; r++, at += RUN_BYTES) {
+      view.setUint32(at, runs.start[r], true);
+      view.setUint32(at + 4, runs.count[r], true);
+      view.setBigUint64(at + 8, BigInt(runs.offset[r]), true);
+      view.setUint16(at + 16, runs.mask[r], true);
+    }
+  });
+  out.set(await sha256(out.subarray(0, at)), at);
+  return out;
+}
+
+function checkStamp(stamp: VmaIndexStamp): void {
+  if (
+    !Number.isSafeInteger(stamp.size) || stamp.size < 0 || !Number.isFinite(stamp.mtimeMs)
+  ) {
+    throw new RangeError(
+      `Cannot use the index stamp: size ${stamp.size} and time ${stamp.mtimeMs} are not a file's`,
+    );
+  }
+}
+
+/**
+ * Reads an index file written by {@linkcode saveVmaIndex}, as outside data:
+ * its SHA-256, its format version, every count against its length, every run
+ * against its device and the archive size, and the memory it takes against
+ * `maxBytes`. It is used only for the archive it was saved for: same file
+ * size and modification time (`stamp`), same header uuid and devices.
+ *
+ * @param bytes The index file.
+ * @param header The header of the archive, as read now.
+ * @param stamp The size and modification time of the archive file now.
+ * @param options The memory limit.
+ * @returns The index, as {@linkcode indexVma} built it.
+ * @throws {SyntaxError} When the file is not an index, is damaged, or holds a
+ *   run out of bounds.
+ * @throws {RangeError} When the index describes another archive or another
+ *   version of it (the file changed), or needs more than `maxBytes`.
+ */
+export async function loadVmaIndex(
+  bytes: Uint8Array,
+  header: VmaHeader,
+  stamp: VmaIndexStamp,
+  options: LoadVmaIndexOptions = {},
+): Promise<VmaIndex> {
+  checkStamp(stamp);
+  const budget = new Budget(options.maxBytes ?? DEFAULT_MAX_BYTES);
+  const bad = (why: string) => new SyntaxError(`Cannot load the index: ${why}`);
+  if (bytes.length < INDEX_FIXED + INDEX_DIGEST) throw bad(`${bytes.length} bytes is too short`);
+  for (let i = 0; i < INDEX_MAGIC.length; i++) {
+    if (bytes[i] !== INDEX_MAGIC[i]) throw bad("not a vmakit index file");
+  }
+  const end = bytes.length - INDEX_DIGEST;
+  const version = new DataView(bytes.buffer, bytes.byteOffset).getUint32(8, true);
+  if (version !== INDEX_VERSION) throw bad(`format version ${version} is not supported`);
+  const digest = await sha256(bytes.subarray(0, end));
+  for (let i = 0; i < INDEX_DIGEST; i++) {
+    if (digest[i] !== bytes[end + i]) throw bad("the checksum does not match (damaged)");
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, end);
+  const size = Number(view.getBigUint64(16, true));
+  const mtimeMs = view.getFloat64(24, true);
+  if (size !== stamp.size || mtimeMs !== stamp.mtimeMs) {
+    throw new RangeError(
+      "Cannot load the index: the archive file changed since it was saved (size or time)",
+    );
+  }
+  const uuid = new TextDecoder().decode(bytes.subarray(40, 76)).trimEnd();
+  if (uuid !== header.uuid) {
+    throw new RangeError(
+      `Cannot load the index: it is for the archive ${JSON.stringify(uuid)}, ` +
+        `not ${JSON.stringify(header.uuid)}`,
+    );
+  }
+  const archiveSize = Number(view.getBigUint64(32, true));
+  if (!Number.isSafeInteger(archiveSize) || archiveSize > stamp.size) {
+    throw bad(`archive size ${archiveSize} is beyond the file's ${stamp.size} bytes`);
+  }
+  const count = view.getUint32(76, true);
+  if (count !== header.devices.length) {
+    throw bad(`${count} devices, the archive has ${header.devices.length}`);
+  }
+  const tables = new Map<string, { device: VmaDevice; runs: RunTable }>();
+  let at = INDEX_FIXED;
+  for (const device of header.devices) {
+    if (at + INDEX_DEVICE > end) throw bad("it ends early");
+    const id = view.getUint32(at, true);
+    const nameLength = view.getUint32(at + 4, true);
+    const deviceSize = Number(view.getBigUint64(at + 8, true));
+    const n = view.getUint32(at + 16, true);
+    at += INDEX_DEVICE;
+    if (nameLength > end - at) throw bad("it ends early");
+    const name = new TextDecoder().decode(bytes.subarray(at, at + nameLength));
+    at += nameLength;
+    if (id !== device.id || name !== device.name || deviceSize !== device.size) {
+      throw bad(`device ${quoteName(name)} is not the archive's ${quoteName(device.name)}`);
+    }
+    if (n > (end - at) / RUN_BYTES) throw bad("it ends early");
+    const clusters = Math.ceil(device.size / CLUSTER_SIZE);
+    tables.set(device.name, { device, runs: readRuns(view, at, n, clusters, archiveSize, budget) });
+    at += n * RUN_BYTES;
+  }
+  if (at !== end) throw bad(`${end - at} bytes after the last device`);
+  return new VmaIndex(header, tables, archiveSize, "none");
 }
 
 /**

@@ -1,0 +1,380 @@
+/**
+ * Random access into a zstd file in the seekable format (facebook/zstd
+ * `contrib/seekable_format`): independent frames, then a skippable frame
+ * (magic `0x184D2A5E`) holding a seek table of one entry per frame
+ * (compressed size, decompressed size, optionally a checksum), ended by a
+ * 9-byte footer (frame count, descriptor, magic `0x8F92EAB1`).
+ * {@linkcode openZstdSeekable} finds and checks the table;
+ * {@linkcode ZstdSeekableReader} reads any range of the decompressed bytes,
+ * decompressing only the frames it needs.
+ *
+ * @module
+ */
+import type { PositionedReader } from "../image/disk_image.ts";
+import type { DecompressionOptions } from "./compression.ts";
+import { decodeStream } from "./_decompress.ts";
+
+const SKIPPABLE_MAGIC = 0x184d2a5e;
+const SEEKABLE_MAGIC = 0x8f92eab1;
+const FOOTER_SIZE = 9;
+/** Bytes the reader keeps per frame: compressed and decompressed offsets. */
+const FRAME_BYTES = 16;
+/** Seek table bytes read at a time. */
+const TABLE_PIECE = 1024 * 1024;
+
+type Zlib = typeof import("node:zlib");
+let zlibPromise: Promise<Zlib | undefined> | undefined;
+
+/**
+ * node:zlib where the runtime has it (Deno, Node, Bun), loaded on first use
+ * by a name it cannot resolve ahead (browsers have none).
+ */
+function loadZlib(): Promise<Zlib | undefined> {
+  const name = "node:zlib";
+  zlibPromise ??= import(name).then((m: Zlib) => m, () => undefined);
+  return zlibPromise;
+}
+
+/**
+ * One frame decompressed by node:zlib into a single buffer of `size` bytes
+ * (the output chunk is the frame's size: no pieces to gather, no garbage);
+ * more output than `size` stops it. Undefined without node:zlib's zstd.
+ */
+async function zlibFrame(
+  compressed: Uint8Array,
+  size: number,
+): Promise<{ bytes: Uint8Array } | { error: unknown; over: boolean } | undefined> {
+  const zlib = await loadZlib();
+  if (zlib === undefined || typeof zlib.zstdDecompress !== "function") return undefined;
+  return await new Promise((resolve) => {
+    try {
+      zlib.zstdDecompress(
+        compressed,
+        { chunkSize: Math.max(64, size), maxOutputLength: Math.max(1, size) },
+        (error, result) => {
+          if (error) {
+            const code = (error as { code?: string }).code;
+            resolve({ error, over: code === "ERR_BUFFER_TOO_LARGE" });
+          } else {
+            resolve({ bytes: new Uint8Array(result.buffer, result.byteOffset, result.length) });
+          }
+        },
+      );
+    } catch (error) {
+      resolve({ error, over: false });
+    }
+  });
+}
+
+/** Options of {@linkcode openZstdSeekable}. */
+export interface ZstdSeekableOptions extends DecompressionOptions {
+  /**
+   * The largest decompressed size one frame may declare, in bytes; a table
+   * with a larger frame is refused (each frame is decompressed whole).
+   *
+   * @default {67108864}
+   */
+  maxFrameSize?: number;
+  /**
+   * Decompressed frames kept for later reads, in bytes (the frame being read
+   * is always kept, whatever its size).
+   *
+   * @default {8388608}
+   */
+  cacheBytes?: number;
+  /**
+   * The most memory the seek table may take, 16 bytes per frame.
+   *
+   * @default {67108864}
+   */
+  maxTableBytes?: number;
+}
+
+/**
+ * Positioned reads of the decompressed bytes of a seekable zstd file, from
+ * {@linkcode openZstdSeekable}. Each frame read is decompressed whole,
+ * checked against the size the table gives it, and kept in a cache bounded
+ * by bytes. Concurrent reads of one frame decompress it once.
+ */
+export class ZstdSeekableReader implements PositionedReader {
+  readonly #file: PositionedReader;
+  readonly #compressedAt: Float64Array;
+  readonly #decompressedAt: Float64Array;
+  readonly #options: ZstdSeekableOptions;
+  readonly #cacheBytes: number;
+  readonly #cache = new Map<number, Uint8Array>();
+  readonly #pending = new Map<number, Promise<Uint8Array>>();
+  #cached = 0;
+  #closed = false;
+
+  /** @internal Built by {@linkcode openZstdSeekable}. */
+  constructor(
+    file: PositionedReader,
+    compressedAt: Float64Array,
+    decompressedAt: Float64Array,
+    options: ZstdSeekableOptions,
+  ) {
+    this.#file = file;
+    this.#compressedAt = compressedAt;
+    this.#decompressedAt = decompressedAt;
+    this.#options = options;
+    this.#cacheBytes = options.cacheBytes ?? 8 * 1024 * 1024;
+  }
+
+  /** Size of the decompressed bytes. */
+  get size(): number {
+    return this.#decompressedAt[this.#decompressedAt.length - 1];
+  }
+
+  /** Number of frames in the table. */
+  get frameCount(): number {
+    return this.#decompressedAt.length - 1;
+  }
+
+  /**
+   * Reads up to `length` decompressed bytes at `position`: fewer only at the end.
+   *
+   * @param position Offset in the decompressed bytes.
+   * @param length Bytes wanted.
+   * @returns The bytes, the caller's.
+   */
+  async read(position: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(Math.max(0, Math.min(length, this.size - position)));
+    return out.subarray(0, await this.readInto(position, out));
+  }
+
+  /**
+   * Reads up to `target.length` decompressed bytes at `position` into `target`.
+   *
+   * @param position Offset in the decompressed bytes.
+   * @param target Where the bytes go.
+   * @returns The number of bytes read: fewer only at the end.
+   * @throws {SyntaxError} When a frame is damaged or does not decompress to
+   *   the size the table gives it.
+   */
+  async readInto(position: number, target: Uint8Array): Promise<number> {
+    if (this.#closed) throw new TypeError("Cannot read the seekable zstd file: closed");
+    if (!Number.isSafeInteger(position) || position < 0) {
+      throw new RangeError(`Cannot read the seekable zstd file at ${position}`);
+    }
+    const end = Math.min(this.size, position + target.length);
+    let at = position;
+    while (at < end) {
+      const i = this.#find(at);
+      const frame = await this.#frame(i);
+      const start = this.#decompressedAt[i];
+      const n = Math.min(end, start + frame.length) - at;
+      target.set(frame.subarray(at - start, at - start + n), at - position);
+      at += n;
+    }
+    return Math.max(0, end - position);
+  }
+
+  /** Releases the file and the cache. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#cache.clear();
+    this.#cached = 0;
+    await this.#file.close();
+  }
+
+  /** The last frame starting at or before `position` (below the size). */
+  #find(position: number): number {
+    const starts = this.#decompressedAt;
+    let lo = 0;
+    let hi = starts.length - 2;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (starts[mid] <= position) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  #frame(i: number): Promise<Uint8Array> {
+    const hit = this.#cache.get(i);
+    if (hit !== undefined) {
+      // Most recently used last.
+      this.#cache.delete(i);
+      this.#cache.set(i, hit);
+      return Promise.resolve(hit);
+    }
+    let pending = this.#pending.get(i);
+    if (pending === undefined) {
+      pending = this.#decompress(i).finally(() => this.#pending.delete(i));
+      this.#pending.set(i, pending);
+    }
+    return pending;
+  }
+
+  async #decompress(i: number): Promise<Uint8Array> {
+    const position = this.#compressedAt[i];
+    const compressedSize = this.#compressedAt[i + 1] - position;
+    const size = this.#decompressedAt[i + 1] - this.#decompressedAt[i];
+    const bad = (why: string) =>
+      new SyntaxError(`Cannot read the seekable zstd file: frame ${i} at ${position} ${why}`);
+    const compressed = await this.#file.read(position, compressedSize);
+    if (compressed.length !== compressedSize) throw bad("ends early");
+    const over = () => bad(`decompresses to more than the ${size} bytes of the seek table`);
+    const fewer = (got: number) =>
+      bad(`decompresses to ${got} bytes, not the ${size} of the seek table`);
+    const invalid = (e: unknown) =>
+      bad(`is not valid zstd (${e instanceof Error ? e.message : String(e)})`);
+    const fast = this.#options.zstd === undefined ? await zlibFrame(compressed, size) : undefined;
+    if (fast !== undefined) {
+      if ("error" in fast) throw fast.over ? over() : invalid(fast.error);
+      if (fast.bytes.length > size) throw over();
+      if (fast.bytes.length < size) throw fewer(fast.bytes.length);
+      return this.#keep(i, fast.bytes);
+    }
+    const out = new Uint8Array(size);
+    let got = 0;
+    const reader = decodeStream(ReadableStream.from([compressed]), "zstd", this.#options)
+      .getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (value.length > size - got) throw over();
+        out.set(value, got);
+        got += value.length;
+      }
+    } catch (e) {
+      await reader.cancel().catch(() => {});
+      if (e instanceof SyntaxError && e.message.startsWith("Cannot read the seekable")) throw e;
+      throw invalid(e);
+    }
+    if (got !== size) throw fewer(got);
+    return this.#keep(i, out);
+  }
+
+  /** Keeps frame `i` in the cache, dropping the least recently used past `cacheBytes`. */
+  #keep(i: number, out: Uint8Array): Uint8Array {
+    if (!this.#closed) {
+      this.#cache.set(i, out);
+      this.#cached += out.length;
+      for (const [k, v] of this.#cache) {
+        if (this.#cached <= this.#cacheBytes || k === i) break;
+        this.#cache.delete(k);
+        this.#cached -= v.length;
+      }
+    }
+    return out;
+  }
+}
+
+/**
+ * Finds the seek table at the end of `file` and checks it: its framing, the
+ * frame count against the file's size, each frame's decompressed size
+ * against `maxFrameSize`, and that the frames and the table make up the
+ * whole file.
+ *
+ * @example Reading the middle of a seekable zstd file
+ * ```ts
+ * import { openZstdSeekable } from "@vmakit/vma";
+ * import { zstdCompressSync } from "node:zlib";
+ * import assert from "node:assert/strict";
+ *
+ * const a = zstdCompressSync(new Uint8Array(1000).fill(1));
+ * const b = zstdCompressSync(new Uint8Array(1000).fill(2));
+ * const table = new DataView(new ArrayBuffer(8 + 2 * 8 + 9));
+ * table.setUint32(0, 0x184d2a5e, true);
+ * table.setUint32(4, 2 * 8 + 9, true);
+ * [a, b].forEach((f, i) => {
+ *   table.setUint32(8 + 8 * i, f.length, true);
+ *   table.setUint32(12 + 8 * i, 1000, true);
+ * });
+ * table.setUint32(24, 2, true);
+ * table.setUint32(29, 0x8f92eab1, true);
+ * const file = new Uint8Array([...a, ...b, ...new Uint8Array(table.buffer)]);
+ *
+ * const reader = await openZstdSeekable({
+ *   size: file.length,
+ *   read: (p, n) => Promise.resolve(file.slice(p, p + n)),
+ *   close: () => Promise.resolve(),
+ * });
+ * assert.equal(reader?.size, 2000);
+ * assert.deepEqual(await reader!.read(998, 4), new Uint8Array([1, 1, 2, 2]));
+ * ```
+ *
+ * @param file Positioned reads of the compressed file.
+ * @param options Limits and the zstd decoder.
+ * @returns A reader of the decompressed bytes, or `undefined` when the file
+ *   does not end with a seekable footer.
+ * @throws {SyntaxError} When the footer is there but the table is malformed
+ *   or does not describe the file.
+ * @throws {RangeError} When a frame is larger than `maxFrameSize`, or the
+ *   table would take more than `maxTableBytes`.
+ */
+export async function openZstdSeekable(
+  file: PositionedReader,
+  options: ZstdSeekableOptions = {},
+): Promise<ZstdSeekableReader | undefined> {
+  const maxFrameSize = options.maxFrameSize ?? 64 * 1024 * 1024;
+  const maxTableBytes = options.maxTableBytes ?? 64 * 1024 * 1024;
+  const size = file.size;
+  if (size < FOOTER_SIZE + 8) return undefined;
+  const footer = await file.read(size - FOOTER_SIZE, FOOTER_SIZE);
+  if (footer.length !== FOOTER_SIZE) return undefined;
+  const fv = new DataView(footer.buffer, footer.byteOffset, FOOTER_SIZE);
+  if (fv.getUint32(5, true) !== SEEKABLE_MAGIC) return undefined;
+  const bad = (why: string) =>
+    new SyntaxError(`Cannot read the seekable zstd file: the seek table ${why}`);
+  const frames = fv.getUint32(0, true);
+  const descriptor = fv.getUint8(4);
+  if ((descriptor & 0x7c) !== 0) throw bad(`descriptor ${descriptor} has reserved bits set`);
+  const entry = (descriptor & 0x80) !== 0 ? 12 : 8;
+  if (frames > (size - FOOTER_SIZE - 8) / entry) {
+    throw bad(`lists ${frames} frames, more than the ${size}-byte file can hold`);
+  }
+  if ((frames + 1) * FRAME_BYTES > maxTableBytes) {
+    throw new RangeError(
+      `Cannot read the seekable zstd file: ${frames} frames need more than ` +
+        `${maxTableBytes} bytes (maxTableBytes)`,
+    );
+  }
+  const tableBytes = frames * entry + FOOTER_SIZE;
+  const tableStart = size - tableBytes - 8;
+  const head = await file.read(tableStart, 8);
+  const hv = new DataView(head.buffer, head.byteOffset, head.length);
+  if (
+    head.length !== 8 || hv.getUint32(0, true) !== SKIPPABLE_MAGIC ||
+    hv.getUint32(4, true) !== tableBytes
+  ) {
+    throw bad("is not framed as a skippable frame of its size");
+  }
+  const compressedAt = new Float64Array(frames + 1);
+  const decompressedAt = new Float64Array(frames + 1);
+  let c = 0;
+  let d = 0;
+  const perPiece = Math.floor(TABLE_PIECE / entry);
+  for (let first = 0; first < frames; first += perPiece) {
+    const count = Math.min(perPiece, frames - first);
+    const piece = await file.read(tableStart + 8 + first * entry, count * entry);
+    if (piece.length !== count * entry) throw bad("ends early");
+    const pv = new DataView(piece.buffer, piece.byteOffset, piece.length);
+    for (let k = 0; k < count; k++) {
+      const compressed = pv.getUint32(k * entry, true);
+      const decompressed = pv.getUint32(k * entry + 4, true);
+      if (compressed === 0) throw bad(`gives frame ${first + k} no bytes`);
+      if (decompressed > maxFrameSize) {
+        throw new RangeError(
+          `Cannot read the seekable zstd file: frame ${first + k} declares ${decompressed} ` +
+            `bytes, more than ${maxFrameSize} (maxFrameSize)`,
+        );
+      }
+      compressedAt[first + k] = c;
+      decompressedAt[first + k] = d;
+      c += compressed;
+      d += decompressed;
+      if (c > tableStart) throw bad(`has frames past its own start (${tableStart})`);
+    }
+  }
+  if (c !== tableStart) {
+    throw bad(`covers ${c} bytes of frames, the file has ${tableStart} before the table`);
+  }
+  compressedAt[frames] = c;
+  decompressedAt[frames] = d;
+  return new ZstdSeekableReader(file, compressedAt, decompressedAt, options);
+}

@@ -1,0 +1,209 @@
+// --save-index: cat, serve and repack save the index of a plain archive as
+// <archive>.vmaidx and reuse it while the archive is unchanged (size, time,
+// header uuid); a stale or damaged one is ignored with a note and rebuilt.
+// A .vma.zst with a seek table is read in place, without a spool.
+import assert from "node:assert/strict";
+import { VmaWriter } from "../../mod.ts";
+import { vma } from "../_cli_run.ts";
+import { framesOf, seekableFile } from "../compress/_seekable.ts";
+
+const UUID_A = "11111111-2222-4333-8444-555555555555";
+const UUID_B = "99999999-8888-4777-8666-555555555555";
+
+/** 20 clusters, every one different, some blocks zero. */
+function disk(): Uint8Array {
+  const d = new Uint8Array(20 * 65536);
+  let x = 7;
+  for (let i = 0; i < d.length; i += 4) {
+    if ((i >> 12) % 3 === 2) continue;
+    x = (x * 1103515245 + 12345) >>> 0;
+    new DataView(d.buffer).setUint32(i, x | 1);
+  }
+  return d;
+}
+
+async function writeArchive(path: string, data: Uint8Array, uuid: string): Promise<void> {
+  const writer = new VmaWriter({ uuid, ctime: new Date(1e12) });
+  const device = writer.addDevice("drive-scsi0", data.length);
+  const out = new Response(writer.readable).bytes();
+  await device.write(0, data);
+  await writer.close();
+  await Deno.writeFile(path, await out);
+}
+
+/** Damages the MD5 of the first extent's header, keeping the file's size and time. */
+async function damageFirstExtent(path: string): Promise<void> {
+  const info = await Deno.stat(path);
+  const bytes = await Deno.readFile(path);
+  const magic = new TextEncoder().encode("VMAE");
+  let at = 12288;
+  while (!magic.every((b, k) => bytes[at + k] === b)) at++;
+  bytes[at + 24] ^= 0xff; // the extent header's MD5
+  await Deno.writeFile(path, bytes);
+  await Deno.utime(path, info.atime!, info.mtime!);
+}
+
+const note = (kind: string, why = "") =>
+  kind === "saved"
+    ? 'vma: cat: saved the index to "a.vma.vmaidx"\n'
+    : kind === "using"
+    ? 'vma: cat: using the saved index "a.vma.vmaidx"\n'
+    : `vma: cat: ignoring the saved index "a.vma.vmaidx": ${why}; indexing anew\n`;
+
+Deno.test("vma cat --save-index saves the index; later runs use it without reading the archive whole", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vma-saved-index-" });
+  try {
+    const data = disk();
+    await writeArchive(`${dir}/a.vma`, data, UUID_A);
+    // No index file unless asked for.
+    let r = await vma(["cat", "a.vma", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["a.vma"]);
+    r = await vma(["cat", "--save-index", "a.vma", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, note("saved"));
+    assert.deepEqual(r.stdoutBytes, data);
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      ["a.vma", "a.vma.vmaidx"],
+    );
+    // The proof that the archive is not read whole again: with its first
+    // extent header damaged (size and time kept), a full read fails, a run
+    // with the saved index reads the (intact) data.
+    await damageFirstExtent(`${dir}/a.vma`);
+    r = await vma(["cat", "a.vma", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, note("using"));
+    assert.deepEqual(r.stdoutBytes, data);
+    r = await vma(["repack", "a.vma", "b.vma"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, 'vma: repack: using the saved index "a.vma.vmaidx"\n');
+    const check = await vma(["cat", "b.vma", "drive-scsi0"], { cwd: dir });
+    assert.deepEqual(check.stdoutBytes, data);
+    await Deno.remove(`${dir}/a.vma.vmaidx`);
+    r = await vma(["cat", "a.vma", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, "vma: cat failed - wrong vma extent header chechsum\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("vma cat ignores a stale saved index (time, size or uuid changed) and rebuilds it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vma-saved-index-" });
+  try {
+    const data = disk();
+    const path = `${dir}/a.vma`;
+    await writeArchive(path, data, UUID_A);
+    let r = await vma(["cat", "--save-index", "a.vma", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.stderr, note("saved"));
+    // Touched: another modification time.
+    const info = await Deno.stat(path);
+    await Deno.utime(path, info.atime!, new Date(info.mtime!.getTime() + 5000));
+    const changed = "the archive file changed since it was saved (size or time)";
+    r = await vma(["cat", "a.vma", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, note("ignoring", changed));
+    assert.deepEqual(r.stdoutBytes, data);
+    // --save-index replaces it; the next run uses it.
+    r = await vma(["cat", "--save-index", "a.vma", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.stderr, note("ignoring", changed) + note("saved"));
+    r = await vma(["cat", "a.vma", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.stderr, note("using"));
+    // Rewritten with another uuid, same size and time: the header tells.
+    const now = await Deno.stat(path);
+    await writeArchive(path, data, UUID_B);
+    await Deno.utime(path, now.atime!, now.mtime!);
+    r = await vma(["cat", "a.vma", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stderr,
+      note("ignoring", `it is for the archive "${UUID_A}", not "${UUID_B}"`),
+    );
+    assert.deepEqual(r.stdoutBytes, data);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("vma cat ignores a damaged or foreign saved index with a note, and never --save-index a compressed archive", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vma-saved-index-" });
+  try {
+    const data = disk();
+    await writeArchive(`${dir}/a.vma`, data, UUID_A);
+    await vma(["cat", "--save-index", "a.vma", "drive-scsi0"], { cwd: dir });
+    const saved = await Deno.readFile(`${dir}/a.vma.vmaidx`);
+    saved[saved.length - 40] ^= 1;
+    await Deno.writeFile(`${dir}/a.vma.vmaidx`, saved);
+    let r = await vma(["cat", "a.vma", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, note("ignoring", "the checksum does not match (damaged)"));
+    assert.deepEqual(r.stdoutBytes, data);
+    await Deno.writeFile(`${dir}/a.vma.vmaidx`, new TextEncoder().encode("hello\n".repeat(20)));
+    r = await vma(["cat", "a.vma", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.stderr, note("ignoring", "not a vmakit index file"));
+    assert.deepEqual(r.stdoutBytes, data);
+    await Deno.remove(`${dir}/a.vma.vmaidx`);
+    await Deno.mkdir(`${dir}/a.vma.vmaidx`);
+    r = await vma(["cat", "a.vma", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.stderr, note("ignoring", "not a regular file"));
+    assert.deepEqual(r.stdoutBytes, data);
+    await Deno.remove(`${dir}/a.vma.vmaidx`);
+    // Compressed: the spool is made anew each time, nothing is saved.
+    const gz = new Deno.Command("gzip", { args: ["-k", "a.vma"], cwd: dir }).outputSync();
+    assert.equal(gz.code, 0);
+    r = await vma(["cat", "--save-index", "a.vma.gz", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /vma: cat: warning: index not saved to "a\.vma\.gz\.vmaidx": only the index of a plain \(uncompressed\) archive file is saved\n$/,
+    );
+    assert.deepEqual(r.stdoutBytes, data);
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      ["a.vma", "a.vma.gz"],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("vma cat and repack read a seekable .vma.zst in place (no spool); a bad seek table is noted and the file spooled", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vma-seekable-" });
+  try {
+    const data = disk();
+    await writeArchive(`${dir}/a.vma`, data, UUID_A);
+    const plain = await Deno.readFile(`${dir}/a.vma`);
+    const file = seekableFile(framesOf(plain, 100_000));
+    await Deno.writeFile(`${dir}/s.vma.zst`, file);
+    let r = await vma(["cat", "s.vma.zst", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    assert.deepEqual(r.stdoutBytes, data);
+    r = await vma(["repack", "s.vma.zst", "b.vma"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    assert.deepEqual((await vma(["cat", "b.vma", "drive-scsi0"], { cwd: dir })).stdoutBytes, data);
+    // A table whose sizes do not add up: noted, then spooled as any .vma.zst.
+    const v = new DataView(file.buffer);
+    const firstEntry = file.length - 9 - 8 * Math.ceil(plain.length / 100_000);
+    v.setUint32(firstEntry, v.getUint32(firstEntry, true) - 1, true);
+    await Deno.writeFile(`${dir}/s.vma.zst`, file);
+    r = await vma(["cat", "s.vma.zst", "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stderr.split("\n");
+    assert.match(
+      lines[0],
+      /^vma: cat: ignoring the seek table of "s\.vma\.zst": Cannot read the seekable zstd file: the seek table covers \d+ bytes of frames, the file has \d+ before the table$/,
+    );
+    assert.match(lines[1], /^vma: cat: zstd archive: spooling it decompressed to /);
+    assert.deepEqual(r.stdoutBytes, data);
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      ["a.vma", "b.vma", "s.vma.zst"],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

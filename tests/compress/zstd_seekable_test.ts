@@ -1,0 +1,190 @@
+// openZstdSeekable / ZstdSeekableReader: random access through a seek table,
+// and tables and frames that lie.
+import assert from "node:assert/strict";
+import { createZstdDecompress, zstdCompressSync } from "node:zlib";
+import { Duplex } from "node:stream";
+import { openZstdSeekable } from "../../mod.ts";
+import { framesOf, seekableFile } from "./_seekable.ts";
+
+/** Positioned reads of bytes in memory, counting the bytes read. */
+function fileOf(bytes: Uint8Array) {
+  return {
+    size: bytes.length,
+    bytesRead: 0,
+    read(p: number, n: number) {
+      const out = bytes.slice(p, p + n);
+      this.bytesRead += out.length;
+      return Promise.resolve(out);
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+function data(size: number): Uint8Array {
+  const d = new Uint8Array(size);
+  let x = 1;
+  for (let i = 0; i < size; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    d[i] = i % 3000 < 1000 ? 0 : x >>> 24;
+  }
+  return d;
+}
+
+Deno.test("ZstdSeekableReader reads any range as the source, with and without checksums", async () => {
+  const source = data(300_000);
+  for (const checksums of [false, true]) {
+    // Uneven frames, and one of zero bytes.
+    const entries = [
+      ...framesOf(source.subarray(0, 70_001), 70_001),
+      { compressed: new Uint8Array(zstdCompressSync(new Uint8Array(0))), decompressed: 0 },
+      ...framesOf(source.subarray(70_001), 65_536),
+    ];
+    const reader = await openZstdSeekable(fileOf(seekableFile(entries, { checksums })));
+    assert.ok(reader);
+    assert.equal(reader.size, source.length);
+    assert.equal(reader.frameCount, entries.length);
+    let x = 7;
+    for (let i = 0; i < 300; i++) {
+      x = (x * 1103515245 + 12345) >>> 0;
+      const position = x % source.length;
+      const length = (x >>> 8) % 200_000;
+      const got: Uint8Array = await reader.read(position, length);
+      assert.deepEqual(got, source.slice(position, position + length));
+    }
+    // At the end: fewer bytes.
+    assert.equal((await reader.read(source.length - 10, 100)).length, 10);
+    assert.equal((await reader.read(source.length, 100)).length, 0);
+    // Concurrent reads of one frame.
+    const all = await Promise.all([0, 1, 2, 3].map((k) => reader.read(100_000 + k, 1000)));
+    all.forEach((bytes, k) => assert.deepEqual(bytes, source.slice(100_000 + k, 101_000 + k)));
+    await reader.close();
+    await assert.rejects(reader.read(0, 1), {
+      name: "TypeError",
+      message: "Cannot read the seekable zstd file: closed",
+    });
+  }
+});
+
+Deno.test("ZstdSeekableReader decompresses only the frames a read needs", async () => {
+  const source = data(1_000_000);
+  const file = fileOf(seekableFile(framesOf(source, 100_000)));
+  const reader = await openZstdSeekable(file);
+  assert.ok(reader);
+  const before = file.bytesRead;
+  assert.deepEqual(await reader.read(550_000, 10), source.slice(550_000, 550_010));
+  const one = file.bytesRead - before;
+  assert.ok(one > 0 && one < file.size / 5, `${one} of ${file.size} bytes read`);
+  // Cached: no more reads of the file.
+  await reader.read(560_000, 10);
+  assert.equal(file.bytesRead - before, one);
+});
+
+Deno.test("openZstdSeekable gives undefined for a zstd file without a seek table", async () => {
+  const plain = new Uint8Array(zstdCompressSync(data(10_000)));
+  assert.equal(await openZstdSeekable(fileOf(plain)), undefined);
+  assert.equal(await openZstdSeekable(fileOf(new Uint8Array(5))), undefined);
+});
+
+Deno.test("openZstdSeekable refuses seek tables that lie", async () => {
+  const entries = framesOf(data(200_000), 50_000);
+  const refuse = async (bytes: Uint8Array, name: string, message: string) => {
+    await assert.rejects(openZstdSeekable(fileOf(bytes)), {
+      name,
+      message: `Cannot read the seekable zstd file: ${message}`,
+    });
+  };
+  const good = seekableFile(entries);
+  await refuse(
+    seekableFile(entries, { descriptor: 0x04 }),
+    "SyntaxError",
+    "the seek table descriptor 4 has reserved bits set",
+  );
+  await refuse(
+    seekableFile(entries, { count: 0xffffffff }),
+    "SyntaxError",
+    `the seek table lists 4294967295 frames, more than the ${good.length}-byte file can hold`,
+  );
+  await refuse(
+    seekableFile(entries, { count: 3 }),
+    "SyntaxError",
+    "the seek table is not framed as a skippable frame of its size",
+  );
+  // Sizes that do not add up to the file: one byte short, one byte over.
+  const frameBytes = good.length - 8 - 4 * 8 - 9;
+  for (const delta of [-1, 1]) {
+    const lying = good.slice();
+    const v = new DataView(lying.buffer);
+    v.setUint32(frameBytes + 8 + 8, entries[1].compressed.length + delta, true);
+    await refuse(
+      lying,
+      "SyntaxError",
+      delta < 0
+        ? `the seek table covers ${
+          frameBytes - 1
+        } bytes of frames, the file has ${frameBytes} before the table`
+        : `the seek table has frames past its own start (${frameBytes})`,
+    );
+  }
+  await refuse(
+    seekableFile([...entries, { compressed: new Uint8Array(0), decompressed: 5 }]),
+    "SyntaxError",
+    "the seek table gives frame 4 no bytes",
+  );
+  await refuse(
+    seekableFile([{ compressed: entries[0].compressed, decompressed: 0x7fffffff }]),
+    "RangeError",
+    "frame 0 declares 2147483647 bytes, more than 67108864 (maxFrameSize)",
+  );
+  await assert.rejects(openZstdSeekable(fileOf(good), { maxTableBytes: 32 }), {
+    name: "RangeError",
+    message: "Cannot read the seekable zstd file: 4 frames need more than 32 bytes (maxTableBytes)",
+  });
+});
+
+Deno.test("ZstdSeekableReader refuses frames that decompress to more or less than the table says", async () => {
+  // A bomb: 64 MiB of zeros in a frame the table says holds 1000 bytes.
+  const bomb = new Uint8Array(zstdCompressSync(new Uint8Array(64 * 1024 * 1024)));
+  const reader = await openZstdSeekable(
+    fileOf(seekableFile([{ compressed: bomb, decompressed: 1000 }])),
+  );
+  assert.ok(reader);
+  await assert.rejects(reader.read(0, 10), {
+    name: "SyntaxError",
+    message:
+      "Cannot read the seekable zstd file: frame 0 at 0 decompresses to more than the 1000 bytes of the seek table",
+  });
+  const small = new Uint8Array(zstdCompressSync(new Uint8Array(500)));
+  const fewer = await openZstdSeekable(
+    fileOf(seekableFile([{ compressed: small, decompressed: 1000 }])),
+  );
+  await assert.rejects(fewer!.read(0, 10), {
+    name: "SyntaxError",
+    message:
+      "Cannot read the seekable zstd file: frame 0 at 0 decompresses to 500 bytes, not the 1000 of the seek table",
+  });
+  const garbage = await openZstdSeekable(
+    fileOf(seekableFile([{ compressed: new Uint8Array(64).fill(7), decompressed: 1000 }])),
+  );
+  await assert.rejects(garbage!.read(0, 10), {
+    name: "SyntaxError",
+    message: /^Cannot read the seekable zstd file: frame 0 at 0 is not valid zstd \(.+\)$/,
+  });
+});
+
+Deno.test("ZstdSeekableReader with a given zstd decoder (the streaming path) reads and refuses alike", async () => {
+  const zstd = () =>
+    Duplex.toWeb(createZstdDecompress()) as unknown as TransformStream<Uint8Array, Uint8Array>;
+  const source = data(200_000);
+  const reader = await openZstdSeekable(fileOf(seekableFile(framesOf(source, 30_000))), { zstd });
+  assert.deepEqual(await reader!.read(12_345, 100_000), source.slice(12_345, 112_345));
+  const bomb = new Uint8Array(zstdCompressSync(new Uint8Array(8 * 1024 * 1024)));
+  const bad = await openZstdSeekable(
+    fileOf(seekableFile([{ compressed: bomb, decompressed: 1000 }])),
+    { zstd },
+  );
+  await assert.rejects(bad!.read(0, 10), {
+    name: "SyntaxError",
+    message:
+      "Cannot read the seekable zstd file: frame 0 at 0 decompresses to more than the 1000 bytes of the seek table",
+  });
+});
