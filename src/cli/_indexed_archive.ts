@@ -178,6 +178,9 @@ async function open(
     if (e instanceof CliError) throw e;
     throw toCliError(e, `${command} failed - `);
   }
+  // Reads from a plain file make no garbage worth pacing (and an idle `serve`
+  // should not wake up); only a seek table's frames are decompressed later.
+  if (seekable === undefined) stopPacing();
   return {
     index,
     async openDisk(name) {
