@@ -11,6 +11,28 @@ import { decodeStream } from "../compress/_decompress.ts";
 const EMPTY = new Uint8Array(0);
 /** Size of the read-ahead window (byte streams, once `readAhead` is set). */
 const AHEAD = 256 * 1024;
+/**
+ * The ring (byte streams, once `useRing` is called): windows larger than an
+ * extent, so that one extent spans at most two of them, all but the one being
+ * parsed waiting on a stream read. The stream's source fills them one after
+ * the other while the reader parses, so reading the file (on another thread,
+ * for a Deno file) overlaps the parsing.
+ */
+const RING_WINDOW = 4 * 1024 * 1024;
+const RING_SLOTS = 3;
+
+/** One window of the ring: bytes `start .. end` of `buffer` are unread. */
+interface Slot {
+  buffer: ArrayBuffer;
+  start: number;
+  end: number;
+  /** The stream read filling it, until it settles. */
+  ready: Promise<void> | undefined;
+  /** Why that read failed. */
+  error?: unknown;
+  /** False for the bytes read ahead before the ring started: not read into again. */
+  readonly recycle: boolean;
+}
 
 /**
  * Reads exact byte counts from a stream. From a byte stream it reads straight
@@ -41,6 +63,10 @@ export class ByteSource {
   #options: DecompressionOptions;
   /** The caller's reader, while a decoder reads from it. */
   #outer: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader | undefined;
+  /** Whether to read through the ring (set by `useRing`). */
+  #ringWanted = false;
+  /** The ring's windows in stream order, once started. */
+  #ring: Slot[] | undefined;
 
   constructor(readable: ReadableStream<Uint8Array>, options: DecompressionOptions = {}) {
     if (!(readable instanceof ReadableStream)) {
@@ -61,6 +87,9 @@ export class ByteSource {
    */
   async read(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
     if (this.compression === undefined) await this.#sniff();
+    if (this.#byob !== undefined && this.#ringWanted && n <= MAX_EXTENT_SIZE) {
+      return await this.#ringRead(n, scratch);
+    }
     if (this.#byob !== undefined) {
       if (this.readAhead || this.#winEnd > this.#winStart) {
         if (n <= MAX_EXTENT_SIZE) return await this.#readAhead(n, scratch);
@@ -114,6 +143,16 @@ export class ByteSource {
    */
   readBuffered(n: number, scratch?: { buffer: ArrayBuffer }): Uint8Array | undefined {
     if (this.#byob === undefined) return this.#buffered >= n ? this.#take(n, scratch) : undefined;
+    if (this.#ring !== undefined) {
+      const slot = this.#ring[0];
+      if (slot === undefined || slot.ready !== undefined || slot.end - slot.start < n) {
+        return undefined;
+      }
+      const view = new Uint8Array(slot.buffer, slot.start, n);
+      slot.start += n;
+      this.position += n;
+      return view;
+    }
     if (this.#winEnd - this.#winStart < n) return undefined;
     const out = scratch !== undefined && scratch.buffer.byteLength >= n
       ? new Uint8Array(scratch.buffer, 0, n)
@@ -264,6 +303,135 @@ export class ByteSource {
     }
     this.#win = win;
     if (done) this.#eof = true;
+  }
+
+  /**
+   * From now on, read a byte stream through the ring: the bytes `read` and
+   * `readSplit` return are then valid only until the next call (their window
+   * is read into again). Other streams are read as before.
+   */
+  useRing(): void {
+    this.#ringWanted = true;
+  }
+
+  /** Whether reads go through the ring (a byte stream after `useRing`). */
+  get ringActive(): boolean {
+    return this.#ringWanted && this.#byob !== undefined && this.compression !== undefined;
+  }
+
+  /** Starts a stream read into `slot` and puts it at the end of the ring. */
+  #issue(slot: Slot): void {
+    slot.start = slot.end = 0;
+    const view = new Uint8Array(slot.buffer, 0, slot.buffer.byteLength);
+    slot.ready = this.#byob!.read(view).then(({ done, value }) => {
+      if (value !== undefined) {
+        slot.buffer = value.buffer as ArrayBuffer; // the view's buffer was transferred
+        slot.end = value.byteLength;
+      }
+      if (done) this.#eof = true;
+      slot.ready = undefined;
+    }, (error) => {
+      // Kept until the reader reaches this window, so that a read failing
+      // after the consumer stopped is no unhandled rejection.
+      slot.error = error;
+      slot.ready = undefined;
+    });
+    this.#ring!.push(slot);
+  }
+
+  /** The first window with unread bytes, recycling those read; undefined at the end. */
+  async #front(): Promise<Slot | undefined> {
+    if (this.#ring === undefined) {
+      this.#ring = [];
+      if (this.#winEnd > this.#winStart) {
+        this.#ring.push({
+          buffer: this.#win!,
+          start: this.#winStart,
+          end: this.#winEnd,
+          ready: undefined,
+          recycle: false,
+        });
+      }
+      this.#win = undefined;
+      this.#winStart = this.#winEnd = 0;
+      if (!this.#eof) {
+        for (let i = 0; i < RING_SLOTS; i++) {
+          this.#issue({
+            buffer: new ArrayBuffer(RING_WINDOW),
+            start: 0,
+            end: 0,
+            ready: undefined,
+            recycle: true,
+          });
+        }
+      }
+    }
+    for (;;) {
+      const slot = this.#ring[0];
+      if (slot === undefined) return undefined;
+      if (slot.ready !== undefined) await slot.ready;
+      if (slot.error !== undefined) throw slot.error;
+      if (slot.start < slot.end) return slot;
+      this.#ring.shift();
+      if (slot.recycle && !this.#eof) this.#issue(slot);
+    }
+  }
+
+  /** `read` through the ring: a view of a window, or a copy when the bytes straddle windows. */
+  async #ringRead(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
+    let slot = await this.#front();
+    if (slot === undefined) return EMPTY;
+    if (slot.end - slot.start >= n) {
+      const view = new Uint8Array(slot.buffer, slot.start, n);
+      slot.start += n;
+      this.position += n;
+      return view;
+    }
+    const out = scratch !== undefined && scratch.buffer.byteLength >= n
+      ? new Uint8Array(scratch.buffer, 0, n)
+      : new Uint8Array(n);
+    let filled = 0;
+    while (slot !== undefined) {
+      const k = Math.min(n - filled, slot.end - slot.start);
+      out.set(new Uint8Array(slot.buffer, slot.start, k), filled);
+      slot.start += k;
+      filled += k;
+      if (filled === n) break;
+      slot = await this.#front();
+    }
+    this.position += filled;
+    return out.subarray(0, filled);
+  }
+
+  /**
+   * Reads `n` bytes (fewer at the end) as two pieces, to be taken in order:
+   * views of two windows of the ring when the bytes straddle them, so nothing
+   * is copied; else the bytes and an empty piece. Valid until the next call.
+   */
+  async readSplit(
+    n: number,
+    scratch?: { buffer: ArrayBuffer },
+  ): Promise<[Uint8Array, Uint8Array]> {
+    if (!this.ringActive || n > MAX_EXTENT_SIZE) return [await this.read(n, scratch), EMPTY];
+    const slot = await this.#front();
+    if (slot === undefined) return [EMPTY, EMPTY];
+    const have = slot.end - slot.start;
+    if (have >= n) return [await this.#ringRead(n, scratch), EMPTY];
+    // The next window, without recycling this one (its bytes are handed out).
+    const next = this.#ring![1];
+    if (next !== undefined) {
+      if (next.ready !== undefined) await next.ready;
+      if (next.error !== undefined) throw next.error;
+      if (next.end - next.start >= n - have) {
+        const first = new Uint8Array(slot.buffer, slot.start, have);
+        const second = new Uint8Array(next.buffer, next.start, n - have);
+        slot.start = slot.end;
+        next.start += n - have;
+        this.position += n;
+        return [first, second];
+      }
+    }
+    return [await this.#ringRead(n, scratch), EMPTY];
   }
 
   #take(n: number, scratch?: { buffer: ArrayBuffer }): Uint8Array {

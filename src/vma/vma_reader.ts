@@ -205,6 +205,8 @@ export class VmaReader {
     const state = new DataState(parsed);
     this.#source.readAhead = true;
     const scratch = options.reuseBuffers ? { buffer: new ArrayBuffer(MAX_EXTENT_SIZE) } : undefined;
+    // The data is needed only until the next extent: read through the ring.
+    if (options.reuseBuffers) this.#source.useRing();
     try {
       for (;;) {
         const extent = await readExtent(this.#source, parsed, state, scratch);
@@ -281,6 +283,16 @@ class DataState {
     return true;
   }
 
+  /** Memory for the one cluster of an extent whose data straddles two pieces. */
+  readonly #straddle = new Uint8Array(CLUSTER_SIZE);
+
+  /** `a` then `b` copied into the straddle buffer (valid until the next extent). */
+  straddling(a: Uint8Array, b: Uint8Array): Uint8Array {
+    this.#straddle.set(a);
+    this.#straddle.set(b, a.length);
+    return this.#straddle.subarray(0, a.length + b.length);
+  }
+
   /** Remembers `head` as checked. */
   checked(): void {
     this.#lastWords.set(this.#headWords);
@@ -332,14 +344,20 @@ async function readExtent(
   const blockCount = (head[EXT_OFF_BLOCK_COUNT] << 8) | head[EXT_OFF_BLOCK_COUNT + 1];
   const extentSize = EXTENT_HEADER_SIZE + blockCount * BLOCK_SIZE;
   const want = Math.min(extentSize, MAX_EXTENT_SIZE) - EXTENT_HEADER_SIZE;
-  const data = want === 0 ? EMPTY : await source.read(want, scratch);
-  if (EXTENT_HEADER_SIZE + data.length < extentSize) {
+  // Two pieces when the data straddles two windows of the source's ring.
+  const [data, rest] = want === 0
+    ? [EMPTY, EMPTY]
+    : scratch !== undefined
+    ? await source.readSplit(want, scratch)
+    : [await source.read(want, scratch), EMPTY];
+  const got = data.length + rest.length;
+  if (EXTENT_HEADER_SIZE + got < extentSize) {
     throw new VmaFormatError(
-      `short vma extent (${EXTENT_HEADER_SIZE + data.length} < ${extentSize})`,
+      `short vma extent (${EXTENT_HEADER_SIZE + got} < ${extentSize})`,
       offset,
     );
   }
-  const clusters = readSlots(head, data, offset, parsed, state);
+  const clusters = readSlots(head, data, rest, offset, parsed, state);
   return { offset, clusters };
 }
 
@@ -347,12 +365,14 @@ async function readExtent(
 function readSlots(
   head: Uint8Array,
   data: Uint8Array,
+  rest: Uint8Array,
   offset: number,
   parsed: ParsedHeader,
   state: DataState,
 ): VmaCluster[] {
   const clusters: VmaCluster[] = [];
-  let start = 0; // into data
+  const size = data.length + rest.length;
+  let start = 0; // into data, then rest
   for (let at = EXT_OFF_BLOCKINFO; at < EXT_OFF_BLOCKINFO + 8 * SLOTS_PER_EXTENT; at += 8) {
     const devId = head[at + 3];
     if (devId === 0) continue;
@@ -382,16 +402,22 @@ function readSlots(
       continue;
     }
     const stored = popcount16(mask) * BLOCK_SIZE;
-    if (start + stored > data.length) {
+    if (start + stored > size) {
       throw new VmaFormatError("short vma extent - too many blocks", offset + at);
     }
     if (mask !== 0xffff && !blocksInside(cluster, mask, state.maxBytes[devId])) {
       throw new VmaFormatError("got wrong block address - write beyond end", offset + at);
     }
-    clusters.push({ device, cluster, mask, data: data.subarray(start, start + stored) });
-    start += stored;
+    const end = start + stored;
+    const bytes = end <= data.length
+      ? data.subarray(start, end)
+      : start >= data.length
+      ? rest.subarray(start - data.length, end - data.length)
+      : state.straddling(data.subarray(start), rest.subarray(0, end - data.length));
+    clusters.push({ device, cluster, mask, data: bytes });
+    start = end;
   }
-  if (start !== data.length) {
+  if (start !== size) {
     throw new VmaFormatError("vma extent error - missing blocks", offset);
   }
   return clusters;
