@@ -19,6 +19,8 @@ const AHEAD = 256 * 1024;
  * for a Deno file) overlaps the parsing.
  */
 const RING_WINDOW = 4 * 1024 * 1024;
+// One stream read at a time, started as soon as a window is free: a source
+// may answer its last read and close without answering reads queued behind it.
 const RING_SLOTS = 3;
 
 /** One window of the ring: bytes `start .. end` of `buffer` are unread. */
@@ -26,10 +28,6 @@ interface Slot {
   buffer: ArrayBuffer;
   start: number;
   end: number;
-  /** The stream read filling it, until it settles. */
-  ready: Promise<void> | undefined;
-  /** Why that read failed. */
-  error?: unknown;
   /** False for the bytes read ahead before the ring started: not read into again. */
   readonly recycle: boolean;
 }
@@ -65,8 +63,14 @@ export class ByteSource {
   #outer: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader | undefined;
   /** Whether to read through the ring (set by `useRing`). */
   #ringWanted = false;
-  /** The ring's windows in stream order, once started. */
+  /** The ring's filled windows in stream order, once started. */
   #ring: Slot[] | undefined;
+  /** Windows waiting to be read into. */
+  #free: Slot[] = [];
+  /** The stream read filling a window, until it settles. */
+  #inflight: Promise<void> | undefined;
+  /** Why that read failed (thrown once the filled windows before it are read). */
+  #ringError: unknown;
 
   constructor(readable: ReadableStream<Uint8Array>, options: DecompressionOptions = {}) {
     if (!(readable instanceof ReadableStream)) {
@@ -145,7 +149,7 @@ export class ByteSource {
     if (this.#byob === undefined) return this.#buffered >= n ? this.#take(n, scratch) : undefined;
     if (this.#ring !== undefined) {
       const slot = this.#ring[0];
-      if (slot === undefined || slot.ready !== undefined || slot.end - slot.start < n) {
+      if (slot === undefined || slot.end - slot.start < n) {
         return undefined;
       }
       const view = new Uint8Array(slot.buffer, slot.start, n);
@@ -319,61 +323,79 @@ export class ByteSource {
     return this.#ringWanted && this.#byob !== undefined && this.compression !== undefined;
   }
 
-  /** Starts a stream read into `slot` and puts it at the end of the ring. */
-  #issue(slot: Slot): void {
+  /** Starts a stream read into a free window, unless one is running or the stream ended. */
+  #pump(): void {
+    if (this.#inflight !== undefined || this.#eof || this.#ringError !== undefined) return;
+    const slot = this.#free.pop();
+    if (slot === undefined) return;
     slot.start = slot.end = 0;
     const view = new Uint8Array(slot.buffer, 0, slot.buffer.byteLength);
-    slot.ready = this.#byob!.read(view).then(({ done, value }) => {
+    this.#inflight = this.#byob!.read(view).then(({ done, value }) => {
+      this.#inflight = undefined;
       if (value !== undefined) {
         slot.buffer = value.buffer as ArrayBuffer; // the view's buffer was transferred
         slot.end = value.byteLength;
       }
+      if (slot.end > 0) this.#ring!.push(slot);
+      else this.#free.push(slot);
       if (done) this.#eof = true;
-      slot.ready = undefined;
+      this.#pump();
     }, (error) => {
-      // Kept until the reader reaches this window, so that a read failing
-      // after the consumer stopped is no unhandled rejection.
-      slot.error = error;
-      slot.ready = undefined;
+      // Kept until the reader gets there, so that a read failing after the
+      // consumer stopped is no unhandled rejection.
+      this.#inflight = undefined;
+      this.#ringError = error;
     });
-    this.#ring!.push(slot);
+  }
+
+  /** Starts the ring: the window's unread bytes first, then the stream. */
+  #startRing(): Slot[] {
+    const ring: Slot[] = [];
+    if (this.#winEnd > this.#winStart) {
+      ring.push({ buffer: this.#win!, start: this.#winStart, end: this.#winEnd, recycle: false });
+    }
+    this.#win = undefined;
+    this.#winStart = this.#winEnd = 0;
+    this.#ring = ring;
+    for (let i = 0; i < RING_SLOTS; i++) {
+      this.#free.push({ buffer: new ArrayBuffer(RING_WINDOW), start: 0, end: 0, recycle: true });
+    }
+    this.#pump();
+    return ring;
+  }
+
+  /**
+   * Waits until the ring holds more than `count` filled windows, or the
+   * stream ended; throws the stream's error once the windows before it are read.
+   */
+  async #await(count: number): Promise<void> {
+    const ring = this.#ring!;
+    while (ring.length <= count) {
+      if (this.#inflight !== undefined) await this.#inflight;
+      else if (this.#ringError !== undefined) {
+        if (ring.length === 0) throw this.#ringError;
+        return;
+      } else if (this.#eof) return;
+      else this.#pump();
+    }
   }
 
   /** The first window with unread bytes, recycling those read; undefined at the end. */
   async #front(): Promise<Slot | undefined> {
-    if (this.#ring === undefined) {
-      this.#ring = [];
-      if (this.#winEnd > this.#winStart) {
-        this.#ring.push({
-          buffer: this.#win!,
-          start: this.#winStart,
-          end: this.#winEnd,
-          ready: undefined,
-          recycle: false,
-        });
-      }
-      this.#win = undefined;
-      this.#winStart = this.#winEnd = 0;
-      if (!this.#eof) {
-        for (let i = 0; i < RING_SLOTS; i++) {
-          this.#issue({
-            buffer: new ArrayBuffer(RING_WINDOW),
-            start: 0,
-            end: 0,
-            ready: undefined,
-            recycle: true,
-          });
-        }
-      }
-    }
+    const ring = this.#ring ?? this.#startRing();
     for (;;) {
-      const slot = this.#ring[0];
-      if (slot === undefined) return undefined;
-      if (slot.ready !== undefined) await slot.ready;
-      if (slot.error !== undefined) throw slot.error;
-      if (slot.start < slot.end) return slot;
-      this.#ring.shift();
-      if (slot.recycle && !this.#eof) this.#issue(slot);
+      const slot = ring[0];
+      if (slot !== undefined && slot.start < slot.end) return slot;
+      if (slot !== undefined) {
+        ring.shift();
+        if (slot.recycle) {
+          this.#free.push(slot);
+          this.#pump();
+        }
+        continue;
+      }
+      await this.#await(0);
+      if (ring.length === 0) return undefined;
     }
   }
 
@@ -418,10 +440,9 @@ export class ByteSource {
     const have = slot.end - slot.start;
     if (have >= n) return [await this.#ringRead(n, scratch), EMPTY];
     // The next window, without recycling this one (its bytes are handed out).
+    await this.#await(1);
     const next = this.#ring![1];
     if (next !== undefined) {
-      if (next.ready !== undefined) await next.ready;
-      if (next.error !== undefined) throw next.error;
       if (next.end - next.start >= n - have) {
         const first = new Uint8Array(slot.buffer, slot.start, have);
         const second = new Uint8Array(next.buffer, next.start, n - have);

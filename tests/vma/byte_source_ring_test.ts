@@ -11,6 +11,7 @@ function byteStream(
   data: Uint8Array,
   most: number | ((call: number) => number),
   failAt?: number,
+  eagerClose = false,
 ): ReadableStream<Uint8Array> {
   let at = 0;
   let call = 0;
@@ -30,6 +31,9 @@ function byteStream(
       view.set(data.subarray(at, at + n));
       at += n;
       request.respond(n);
+      // Like a pipe reader that sees the end with its last bytes: close at
+      // once, answering no read queued behind this one.
+      if (eagerClose && at === data.length) controller.close();
     },
   });
 }
@@ -102,4 +106,12 @@ Deno.test("VmaReader through the ring passes on the stream's error and stops rea
   }).catch((e) => e);
   assert.ok(error instanceof Error);
   assert.equal(error.message, "disk on fire");
+});
+
+Deno.test("VmaReader through the ring ends on a source that closes with its last bytes", async () => {
+  const reference = await clusterList(ReadableStream.from([archive]), false);
+  for (const most of [1 << 20, 1 << 22, 999999]) {
+    const got = await clusterList(byteStream(archive, most, undefined, true), true);
+    assert.deepEqual(got, reference, `reads of at most ${most}`);
+  }
 });
