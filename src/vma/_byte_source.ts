@@ -435,6 +435,42 @@ export class ByteSource {
     scratch?: { buffer: ArrayBuffer },
   ): Promise<[Uint8Array, Uint8Array]> {
     if (!this.ringActive || n > MAX_EXTENT_SIZE) return [await this.read(n, scratch), EMPTY];
+    return await this.#ringSplit(n, scratch);
+  }
+
+  /**
+   * Reads `n` bytes (fewer at the end) as pieces to be taken in order, copying
+   * nothing: views of the ring's windows, or of the chunks of a stream that
+   * is not a byte stream (a decoder's output); else one piece read as `read`
+   * does. Valid until the next call.
+   */
+  async readPieces(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array[]> {
+    if (this.compression === undefined) await this.#sniff();
+    if (this.ringActive && n <= MAX_EXTENT_SIZE) {
+      const [a, b] = await this.#ringSplit(n, scratch);
+      return b.length === 0 ? [a] : [a, b];
+    }
+    if (this.#byob !== undefined) return [await this.read(n, scratch)];
+    while (this.#buffered < n && !this.#eof) await this.#pullChunk();
+    let left = Math.min(n, this.#buffered);
+    this.position += left;
+    this.#buffered -= left;
+    const pieces: Uint8Array[] = [];
+    while (left > 0) {
+      const chunk = this.#chunks[this.#head];
+      const k = Math.min(chunk.length, left);
+      pieces.push(chunk.subarray(0, k));
+      if (k === chunk.length) this.#dropFirst();
+      else this.#chunks[this.#head] = chunk.subarray(k);
+      left -= k;
+    }
+    return pieces;
+  }
+
+  async #ringSplit(
+    n: number,
+    scratch?: { buffer: ArrayBuffer },
+  ): Promise<[Uint8Array, Uint8Array]> {
     const slot = await this.#front();
     if (slot === undefined) return [EMPTY, EMPTY];
     const have = slot.end - slot.start;

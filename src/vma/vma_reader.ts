@@ -283,16 +283,6 @@ class DataState {
     return true;
   }
 
-  /** Memory for the one cluster of an extent whose data straddles two pieces. */
-  readonly #straddle = new Uint8Array(CLUSTER_SIZE);
-
-  /** `a` then `b` copied into the straddle buffer (valid until the next extent). */
-  straddling(a: Uint8Array, b: Uint8Array): Uint8Array {
-    this.#straddle.set(a);
-    this.#straddle.set(b, a.length);
-    return this.#straddle.subarray(0, a.length + b.length);
-  }
-
   /** Remembers `head` as checked. */
   checked(): void {
     this.#lastWords.set(this.#headWords);
@@ -344,35 +334,37 @@ async function readExtent(
   const blockCount = (head[EXT_OFF_BLOCK_COUNT] << 8) | head[EXT_OFF_BLOCK_COUNT + 1];
   const extentSize = EXTENT_HEADER_SIZE + blockCount * BLOCK_SIZE;
   const want = Math.min(extentSize, MAX_EXTENT_SIZE) - EXTENT_HEADER_SIZE;
-  // Two pieces when the data straddles two windows of the source's ring.
-  const [data, rest] = want === 0
-    ? [EMPTY, EMPTY]
+  // With reused buffers, the data comes as pieces (the windows of the
+  // source's ring or a decoder's chunks) and only clusters straddling two
+  // pieces are copied, into `scratch` at their own offset.
+  const pieces = want === 0
+    ? []
     : scratch !== undefined
-    ? await source.readSplit(want, scratch)
-    : [await source.read(want, scratch), EMPTY];
-  const got = data.length + rest.length;
+    ? await source.readPieces(want, scratch)
+    : [await source.read(want)];
+  let got = 0;
+  for (const piece of pieces) got += piece.length;
   if (EXTENT_HEADER_SIZE + got < extentSize) {
     throw new VmaFormatError(
       `short vma extent (${EXTENT_HEADER_SIZE + got} < ${extentSize})`,
       offset,
     );
   }
-  const clusters = readSlots(head, data, rest, offset, parsed, state);
+  const clusters = readSlots(head, new Pieces(pieces, scratch), got, offset, parsed, state);
   return { offset, clusters };
 }
 
 /** Checks the blockinfo slots of an extent against its data; returns its clusters. */
 function readSlots(
   head: Uint8Array,
-  data: Uint8Array,
-  rest: Uint8Array,
+  data: Pieces,
+  size: number,
   offset: number,
   parsed: ParsedHeader,
   state: DataState,
 ): VmaCluster[] {
   const clusters: VmaCluster[] = [];
-  const size = data.length + rest.length;
-  let start = 0; // into data, then rest
+  let start = 0; // into the extent's data
   for (let at = EXT_OFF_BLOCKINFO; at < EXT_OFF_BLOCKINFO + 8 * SLOTS_PER_EXTENT; at += 8) {
     const devId = head[at + 3];
     if (devId === 0) continue;
@@ -409,18 +401,56 @@ function readSlots(
       throw new VmaFormatError("got wrong block address - write beyond end", offset + at);
     }
     const end = start + stored;
-    const bytes = end <= data.length
-      ? data.subarray(start, end)
-      : start >= data.length
-      ? rest.subarray(start - data.length, end - data.length)
-      : state.straddling(data.subarray(start), rest.subarray(0, end - data.length));
-    clusters.push({ device, cluster, mask, data: bytes });
+    clusters.push({ device, cluster, mask, data: data.slice(start, end) });
     start = end;
   }
   if (start !== size) {
     throw new VmaFormatError("vma extent error - missing blocks", offset);
   }
   return clusters;
+}
+
+/**
+ * An extent's data in pieces, sliced in increasing order: a slice inside one
+ * piece is a view of it; one straddling pieces is copied, into `scratch` at
+ * its own offset in the extent (so slices never overlap) or into new memory.
+ */
+class Pieces {
+  readonly #pieces: readonly Uint8Array[];
+  readonly #scratch: { buffer: ArrayBuffer } | undefined;
+  #index = 0;
+  /** Offset in the extent's data of piece `#index`. */
+  #base = 0;
+
+  constructor(pieces: readonly Uint8Array[], scratch: { buffer: ArrayBuffer } | undefined) {
+    this.#pieces = pieces;
+    this.#scratch = scratch;
+  }
+
+  /** Bytes `start .. end` of the data; `start` never decreases between calls. */
+  slice(start: number, end: number): Uint8Array {
+    const pieces = this.#pieces;
+    while (start >= this.#base + pieces[this.#index].length) {
+      this.#base += pieces[this.#index].length;
+      this.#index++;
+    }
+    const first = pieces[this.#index];
+    if (end <= this.#base + first.length) {
+      return first.subarray(start - this.#base, end - this.#base);
+    }
+    const scratch = this.#scratch;
+    const out = scratch !== undefined && scratch.buffer.byteLength >= end
+      ? new Uint8Array(scratch.buffer, start, end - start)
+      : new Uint8Array(end - start);
+    let at = 0;
+    for (let i = this.#index, base = this.#base; at < out.length; base += pieces[i].length, i++) {
+      const from = start + at - base;
+      const k = Math.min(pieces[i].length - from, out.length - at);
+      out.set(pieces[i].subarray(from, from + k), at);
+      at += k;
+    }
+    return out;
+  }
 }
 
 /** Whether every block `mask` marks in `cluster` starts before `maxBytes`. */

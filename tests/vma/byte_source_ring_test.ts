@@ -115,3 +115,13 @@ Deno.test("VmaReader through the ring ends on a source that closes with its last
     assert.deepEqual(got, reference, `reads of at most ${most}`);
   }
 });
+
+Deno.test("VmaReader with reused buffers takes a chunked stream's pieces as they come", async () => {
+  const reference = await clusterList(ReadableStream.from([archive]), false);
+  for (const size of [262144, 65536 + 3, 4095, 5 << 20]) {
+    const chunks: Uint8Array[] = [];
+    for (let at = 0; at < archive.length; at += size) chunks.push(archive.slice(at, at + size));
+    const got = await clusterList(ReadableStream.from(chunks), true);
+    assert.deepEqual(got, reference, `chunks of ${size} bytes`);
+  }
+});
