@@ -4,6 +4,8 @@ import * as fs from "node:fs";
 import type { VmaDeviceSink } from "../vma/extract_vma.ts";
 
 const BUFFER = 4 * 1024 * 1024;
+/** Pieces of at least this size are written without going through the buffer. */
+const DIRECT = 256 * 1024;
 const BLOCK = 4096;
 /**
  * Bytes written between background `fdatasync`s. The page cache would
@@ -106,6 +108,13 @@ export class FileSink implements VmaDeviceSink {
       this.#appendAt += data.length;
     }
     if (this.#written) this.#mark(offset, data.length);
+    // Large pieces (runs of whole clusters) are written where they are:
+    // copying them into the buffer costs more than the system call saved.
+    if (data.length >= DIRECT) {
+      this.#flush();
+      this.#pwrite(data, offset);
+      return;
+    }
     if (
       this.#used > 0 && offset === this.#start + this.#used && this.#used + data.length <= BUFFER
     ) {
@@ -114,10 +123,6 @@ export class FileSink implements VmaDeviceSink {
       return;
     }
     this.#flush();
-    if (data.length >= BUFFER / 2) {
-      this.#pwrite(data, offset);
-      return;
-    }
     this.#start = offset;
     this.#buf.set(data, 0);
     this.#used = data.length;
