@@ -171,10 +171,15 @@ function proxmoxRows(pve: ProxmoxVma, inputs: Inputs): Record<string, RowSpec> {
     id,
     label,
     kind: "baseline",
-    // When vma fails before opening the FIFO, zstd would wait on it forever: kill it.
-    script: `mkfifo pve.fifo && { zstd -q ${threads} -3 -c < pve.fifo > archive-pve.vma.zst & ` +
-      `z=$!; ${cmd} create pve.fifo ${raw} || { kill $z; exit 1; }; ` +
-      `wait $z && sync archive-pve.vma.zst; }`,
+    // Proxmox's vma opens its output O_NONBLOCK, which fails (ENXIO) while no
+    // reader has the FIFO open: the shell holds it open (fd 3, read-write)
+    // until vma has finished, so zstd, started first, cannot lose that race;
+    // neither child inherits fd 3, so zstd sees the end when the shell closes it.
+    // When vma fails, zstd would wait forever: kill it.
+    script: `mkfifo pve.fifo && exec 3<>pve.fifo && ` +
+      `{ zstd -q ${threads} -3 -c < pve.fifo > archive-pve.vma.zst 3>&- & ` +
+      `z=$!; ${cmd} create pve.fifo ${raw} 3>&- || { exec 3>&-; kill $z; exit 1; }; ` +
+      `exec 3>&-; wait $z && sync archive-pve.vma.zst; }`,
     reads: [inputs.raw],
     outputs: ["pve.fifo", "archive-pve.vma.zst"],
     check: (dir) => describeFile(dir, "archive-pve.vma.zst"),
