@@ -11,7 +11,7 @@ function piece(index: number): Uint8Array {
   return data;
 }
 
-Deno.test("FileSink writes 100 MiB with holes across its background syncs, byte for byte", async () => {
+Deno.test("FileSink writes 128 MiB with holes across its background syncs, byte for byte", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const path = `${dir}/disk.raw`;
