@@ -3,8 +3,17 @@
 
 import assert from "node:assert/strict";
 import { parseTimeReport, shellQuote, spread } from "./_measure.ts";
-import { applyMixedPattern, BLOCK_SIZE, CLUSTER_SIZE, RandomChunks } from "./_inputs.ts";
+import {
+  applyMixedPattern,
+  BLOCK_SIZE,
+  CLUSTER_SIZE,
+  type Inputs,
+  QUICK_SIZES,
+  RandomChunks,
+} from "./_inputs.ts";
+import { parseOptions } from "./_options.ts";
 import { judgeTargets, type RowResult } from "./_report.ts";
+import { suiteRows, suiteTargets } from "./_suite.ts";
 
 const TIME_V = `\tCommand being timed: "sh -c cat raw.img > /dev/null"
 \tUser time (seconds): 0.01
@@ -81,4 +90,76 @@ Deno.test("judgeTargets divides medians and marks pass, miss and n/a", () => {
     [2, "miss"],
     [undefined, "n/a"],
   ]);
+});
+
+Deno.test("parseOptions takes Proxmox's vma from --proxmox-vma, else from PROXMOX_VMA", () => {
+  assert.equal(parseOptions([], {}).proxmoxVma, undefined);
+  assert.equal(parseOptions([], { PROXMOX_VMA: "" }).proxmoxVma, undefined);
+  assert.equal(parseOptions([], { PROXMOX_VMA: "/env/vma" }).proxmoxVma, "/env/vma");
+  assert.equal(
+    parseOptions(["--proxmox-vma", "/opt/vma"], { PROXMOX_VMA: "/env/vma" }).proxmoxVma,
+    "/opt/vma",
+  );
+});
+
+const INPUTS: Inputs = {
+  raw: "raw.img",
+  qcow2: "raw.qcow2",
+  vhdx: "raw.vhdx",
+  mixed: "mixed.img",
+  disks: ["disk0.img", "disk1.img", "disk2.img", "disk3.img"],
+  sparse: "sparse.img",
+};
+
+Deno.test("suiteRows skips the Proxmox rows, with the reason, when its vma is absent", () => {
+  const rows = suiteRows(["vma"], INPUTS);
+  const pve = rows.filter((r) => r.id.startsWith("pve-"));
+  assert.deepEqual(pve.map((r) => r.id), [
+    "pve-create",
+    "pve-create-zstd",
+    "pve-create-zstd-t0",
+    "pve-verify",
+    "pve-extract",
+  ]);
+  for (const row of pve) {
+    assert.equal(row.skip, "skipped: Proxmox vma not found (--proxmox-vma)");
+    assert.equal(row.kind, "baseline");
+  }
+});
+
+Deno.test("suiteRows runs Proxmox's vma like vmakit: same input, fsynced output", () => {
+  const rows = suiteRows(["vma"], INPUTS, { proxmox: { command: ["/p/vma"] }, threads: 8 });
+  const script = (id: string) => rows.find((r) => r.id === id)?.script;
+  assert.equal(
+    script("pve-create"),
+    "/p/vma create archive-pve.vma -d format=raw:drive-scsi0=raw.img && sync archive-pve.vma",
+  );
+  assert.equal(script("pve-verify"), "/p/vma verify archive.vma");
+  assert.equal(
+    script("pve-extract"),
+    "/p/vma extract archive.vma extract-pve && sync extract-pve/disk-drive-scsi0.raw",
+  );
+  assert.match(script("pve-create-zstd")!, /zstd -q --threads=1 -3 -c < pve\.fifo/);
+  assert.match(script("pve-create-zstd")!, /\/p\/vma create pve\.fifo /);
+  assert.match(script("pve-create-zstd-t0")!, /zstd -q -T0 -3 /);
+  assert.match(script("create-zstd-threads")!, /create --compress zstd --threads 8 /);
+  assert.equal(rows.find((r) => r.id === "pve-create")?.skip, undefined);
+});
+
+Deno.test("suiteTargets holds the issue 15 ratios against Proxmox's vma", () => {
+  const targets = suiteTargets(QUICK_SIZES);
+  const bound = (id: string) => {
+    const t = targets.find((t) => t.id === id);
+    return [t?.row, t?.baseline, t?.maxRatio];
+  };
+  assert.deepEqual(bound("pve-create"), ["create-file", "pve-create", 0.6]);
+  assert.deepEqual(bound("pve-extract"), ["extract", "pve-extract", 0.6]);
+  assert.deepEqual(bound("pve-verify"), ["verify", "pve-verify", 1]);
+  assert.deepEqual(bound("pve-create-zstd"), ["create-zstd", "pve-create-zstd", 0.8]);
+  assert.deepEqual(bound("pve-create-zstd-threads"), [
+    "create-zstd-threads",
+    "pve-create-zstd-t0",
+    1,
+  ]);
+  assert.deepEqual(bound("create-qcow2"), ["create-qcow2", "create-file", 1.2]);
 });

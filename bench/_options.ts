@@ -12,6 +12,8 @@ export interface BenchOptions {
   readonly quick: boolean;
   /** A compiled vma binary; by default `deno run -A cli.ts` from this checkout. */
   readonly vma?: string;
+  /** Proxmox's `vma` (C), the baseline of issue 15; `$PROXMOX_VMA` when not given. */
+  readonly proxmoxVma?: string;
   /** An earlier results file to show next to this run. */
   readonly compare?: string;
   /** Timed runs per row, after one warm-up run. */
@@ -43,6 +45,9 @@ bench/results/<date>-<quick|full>.json.
 Options:
   --quick            256 MiB inputs, 4 GiB sparse image (about a minute)
   --vma <path>       measure this compiled vma binary instead of deno run -A cli.ts
+  --proxmox-vma <path>
+                     Proxmox's vma (C) as the baseline of the pve-* rows (default:
+                     $PROXMOX_VMA; without either, those rows are skipped)
   --compare <file>   show an earlier results file next to this run
   --runs <n>         timed runs per row after one warm-up run (default 3)
   --only <ids>       comma-separated row ids to run (e.g. cp-raw,create-file)
@@ -68,12 +73,16 @@ function positiveNumber(name: string, text: string | undefined, fallback: number
  * @throws {TypeError} For an unknown option or a missing value.
  * @throws {RangeError} For a number that is not positive.
  */
-export function parseOptions(args: readonly string[]): BenchOptions {
+export function parseOptions(
+  args: readonly string[],
+  env: { readonly PROXMOX_VMA?: string } = {},
+): BenchOptions {
   const { values } = parseArgs({
     args: [...args],
     options: {
       quick: { type: "boolean", default: false },
       vma: { type: "string" },
+      "proxmox-vma": { type: "string" },
       compare: { type: "string" },
       runs: { type: "string" },
       only: { type: "string" },
@@ -87,6 +96,7 @@ export function parseOptions(args: readonly string[]): BenchOptions {
     allowPositionals: false,
   });
   const quick = values.quick ?? false;
+  const proxmoxVma = values["proxmox-vma"] ?? (env.PROXMOX_VMA || undefined);
   return {
     quick,
     runs: Math.round(positiveNumber("runs", values.runs, 3)),
@@ -96,6 +106,7 @@ export function parseOptions(args: readonly string[]): BenchOptions {
     noSave: values["no-save"] ?? false,
     help: values.help ?? false,
     ...(values.vma === undefined ? {} : { vma: values.vma }),
+    ...(proxmoxVma === undefined ? {} : { proxmoxVma }),
     ...(values.compare === undefined ? {} : { compare: values.compare }),
     ...(values.only === undefined ? {} : { only: values.only.split(",").map((s) => s.trim()) }),
     ...(values.dir === undefined ? {} : { dir: values.dir }),

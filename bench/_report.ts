@@ -61,6 +61,8 @@ export interface BenchResults {
   readonly mode: "quick" | "full";
   /** The vma command that was measured. */
   readonly vma: string;
+  /** Proxmox's `vma` (C) of the pve-* rows, or why they were skipped. */
+  readonly proxmoxVma?: string;
   /** `git describe --always --dirty` of the checkout. */
   readonly commit: string;
   readonly machine: Readonly<Record<string, string | number>>;
@@ -231,6 +233,7 @@ export function formatReport(results: BenchResults, before?: BenchResults): stri
   const load =
     `load average ${results.machine.loadBefore} before, ${results.machine.loadAfter} after`;
   const title = `${results.mode} run, ${results.date}, ${results.commit}, vma: ${results.vma}\n` +
+    (results.proxmoxVma === undefined ? "" : `Proxmox vma: ${results.proxmoxVma}\n`) +
     `${results.machine.cpus} CPUs, ${load}` +
     (before === undefined ? "" : `\nbefore: ${before.mode} run, ${before.date}, ${before.commit}`);
   const legend =

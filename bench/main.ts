@@ -17,12 +17,24 @@ import { firstLine, runQuiet, type RunSettings } from "./_measure.ts";
 import { type BenchOptions, parseOptions, USAGE } from "./_options.ts";
 import { type BenchResults, formatReport, judgeRss, judgeTargets } from "./_report.ts";
 import { measureAll } from "./_schedule.ts";
-import { formatSize, suiteRows, suiteTargets } from "./_suite.ts";
+import { formatSize, PROXMOX_MISSING, type ProxmoxVma, suiteRows, suiteTargets } from "./_suite.ts";
 
 const REPO_DIR = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
 const CLI_PATH = `${REPO_DIR}/cli.ts`;
 const RESULTS_DIR = `${REPO_DIR}/bench/results`;
-const TOOLS = ["/usr/bin/time", "timeout", "sh", "cat", "cp", "sync", "zstd", "cmp", "df", "stat"];
+const TOOLS = [
+  "/usr/bin/time",
+  "timeout",
+  "sh",
+  "cat",
+  "cp",
+  "sync",
+  "zstd",
+  "cmp",
+  "df",
+  "stat",
+  "mkfifo",
+];
 
 /** The vma command to measure, or why it cannot run. */
 interface VmaCommand {
@@ -91,6 +103,24 @@ async function vmaCommand(options: BenchOptions): Promise<VmaCommand> {
   const display = "deno run -A cli.ts";
   const missing = await exists(CLI_PATH) ? undefined : `cli.ts not found (${CLI_PATH})`;
   return { words, display, ...(missing === undefined ? {} : { missing }) };
+}
+
+/** Proxmox's `vma` (C) when given and runnable, or why its rows are skipped. */
+async function proxmoxVma(options: BenchOptions): Promise<ProxmoxVma> {
+  if (options.proxmoxVma === undefined) return { missing: PROXMOX_MISSING };
+  const path = await Deno.realPath(options.proxmoxVma).catch(() => undefined);
+  if (path === undefined) {
+    return { missing: `skipped: Proxmox vma not found: ${JSON.stringify(options.proxmoxVma)}` };
+  }
+  // `vma` without arguments prints its usage (exit 255); a broken build fails to start.
+  const probe = await new Deno.Command(path, { stdout: "piped", stderr: "piped" }).output()
+    .catch(() => undefined);
+  const usage = new TextDecoder().decode(probe?.stderr ?? new Uint8Array()) +
+    new TextDecoder().decode(probe?.stdout ?? new Uint8Array());
+  if (!usage.includes("vma create")) {
+    return { missing: `skipped: ${JSON.stringify(path)} is not Proxmox's vma (no usage text)` };
+  }
+  return { command: [path] };
 }
 
 async function checkTools(): Promise<void> {
@@ -177,6 +207,8 @@ async function runBench(options: BenchOptions, session: Session): Promise<void> 
   const date = new Date();
   const vma = await vmaCommand(options);
   if (vma.missing !== undefined) log(`vma rows will be n/a: ${vma.missing}`);
+  const proxmox = await proxmoxVma(options);
+  if ("missing" in proxmox) log(`Proxmox rows: ${proxmox.missing}`);
   const dir = await Deno.makeTempDir({
     prefix: "vmakit-bench-",
     ...(options.dir ? { dir: options.dir } : {}),
@@ -191,7 +223,10 @@ async function runBench(options: BenchOptions, session: Session): Promise<void> 
     log(`Warning: the machine is busy (load average ${loadBefore}); figures will be noisy`);
   }
   const inputs = await prepareInputs(dir, sizes);
-  const rows = suiteRows(vma.words, inputs).filter((r) => options.only?.includes(r.id) ?? true);
+  const extras = { proxmox, threads: navigator.hardwareConcurrency };
+  const rows = suiteRows(vma.words, inputs, extras).filter((r) =>
+    options.only?.includes(r.id) ?? true
+  );
   const settings: RunSettings = {
     cwd: dir,
     timeFile: `${dir}/time.txt`,
@@ -213,6 +248,7 @@ async function runBench(options: BenchOptions, session: Session): Promise<void> 
     date: date.toISOString(),
     mode: options.quick ? "quick" : "full",
     vma: vma.display,
+    proxmoxVma: "command" in proxmox ? proxmox.command.join(" ") : proxmox.missing,
     commit: await gitCommit(),
     machine: await machineInfo(fsType, loadBefore),
     sizes,
@@ -235,7 +271,7 @@ async function saveResults(path: string, results: BenchResults): Promise<void> {
 async function main(args: readonly string[]): Promise<number> {
   let options: BenchOptions;
   try {
-    options = parseOptions(args);
+    options = parseOptions(args, { PROXMOX_VMA: Deno.env.get("PROXMOX_VMA") });
   } catch (error) {
     log(`${error instanceof Error ? error.message : error}\n\n${USAGE}`);
     return 2;

@@ -4,7 +4,16 @@ import * as fs from "node:fs";
 import type { VmaDeviceSink } from "../vma/extract_vma.ts";
 
 const BUFFER = 4 * 1024 * 1024;
+/** Pieces of at least this size are written without going through the buffer. */
+const DIRECT = 256 * 1024;
 const BLOCK = 4096;
+/**
+ * Bytes written between background `fdatasync`s. The page cache would
+ * otherwise hold the whole disk dirty until the final fsync (the kernel starts
+ * writeback only at 10 % of RAM or after 30 s), which then waits for all of
+ * it; syncing as we go lets the disk write while we read and decode.
+ */
+const SYNC_EVERY = 32 * 1024 * 1024;
 
 /**
  * A file written with positioned writes; contiguous writes are gathered into
@@ -21,6 +30,9 @@ export class FileSink implements VmaDeviceSink {
   #appendAt = 0;
   #size: number;
   #written: Uint8Array | undefined; // one bit per 4 KiB block, with writeZero
+  #unsynced = 0;
+  #syncing: Promise<void> | undefined;
+  #syncError: unknown;
 
   private constructor(fd: number, size: number, append: boolean, writeZero: boolean) {
     this.#fd = fd;
@@ -52,10 +64,25 @@ export class FileSink implements VmaDeviceSink {
   }
 
   #pwrite(data: Uint8Array, position: number): void {
+    if (this.#syncError !== undefined) throw this.#syncError;
     let off = 0;
     while (off < data.length) {
       off += fs.writeSync(this.#fd, data, off, data.length - off, position + off);
     }
+    this.#unsynced += data.length;
+    if (this.#unsynced >= SYNC_EVERY && this.#syncing === undefined) this.#syncInBackground();
+  }
+
+  /** Starts an `fdatasync` on Deno's thread pool; its error is thrown by the next write or close. */
+  #syncInBackground(): void {
+    this.#unsynced = 0;
+    this.#syncing = new Promise((resolve) => {
+      fs.fdatasync(this.#fd, (error) => {
+        if (error) this.#syncError ??= error;
+        this.#syncing = undefined;
+        resolve();
+      });
+    });
   }
 
   #flush(): void {
@@ -81,6 +108,13 @@ export class FileSink implements VmaDeviceSink {
       this.#appendAt += data.length;
     }
     if (this.#written) this.#mark(offset, data.length);
+    // Large pieces (runs of whole clusters) are written where they are:
+    // copying them into the buffer costs more than the system call saved.
+    if (data.length >= DIRECT) {
+      this.#flush();
+      this.#pwrite(data, offset);
+      return;
+    }
     if (
       this.#used > 0 && offset === this.#start + this.#used && this.#used + data.length <= BUFFER
     ) {
@@ -89,10 +123,6 @@ export class FileSink implements VmaDeviceSink {
       return;
     }
     this.#flush();
-    if (data.length >= BUFFER / 2) {
-      this.#pwrite(data, offset);
-      return;
-    }
     this.#start = offset;
     this.#buf.set(data, 0);
     this.#used = data.length;
@@ -116,10 +146,12 @@ export class FileSink implements VmaDeviceSink {
     }
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (this.#closed) return;
     this.#flush();
     if (this.#written) this.#zeroUnwritten();
+    await this.#syncing;
+    if (this.#syncError !== undefined) throw this.#syncError;
     fs.fsyncSync(this.#fd);
     this.#closed = true;
     fs.closeSync(this.#fd);
@@ -128,6 +160,7 @@ export class FileSink implements VmaDeviceSink {
   abandon(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // A background sync still using the descriptor fails with EBADF at worst; nobody waits on it.
     try {
       fs.closeSync(this.#fd);
     } catch {

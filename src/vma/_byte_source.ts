@@ -11,6 +11,26 @@ import { decodeStream } from "../compress/_decompress.ts";
 const EMPTY = new Uint8Array(0);
 /** Size of the read-ahead window (byte streams, once `readAhead` is set). */
 const AHEAD = 256 * 1024;
+/**
+ * The ring (byte streams, once `useRing` is called): windows larger than an
+ * extent, so that one extent spans at most two of them, all but the one being
+ * parsed waiting on a stream read. The stream's source fills them one after
+ * the other while the reader parses, so reading the file (on another thread,
+ * for a Deno file) overlaps the parsing.
+ */
+const RING_WINDOW = 4 * 1024 * 1024;
+// One stream read at a time, started as soon as a window is free: a source
+// may answer its last read and close without answering reads queued behind it.
+const RING_SLOTS = 3;
+
+/** One window of the ring: bytes `start .. end` of `buffer` are unread. */
+interface Slot {
+  buffer: ArrayBuffer;
+  start: number;
+  end: number;
+  /** False for the bytes read ahead before the ring started: not read into again. */
+  readonly recycle: boolean;
+}
 
 /**
  * Reads exact byte counts from a stream. From a byte stream it reads straight
@@ -41,6 +61,16 @@ export class ByteSource {
   #options: DecompressionOptions;
   /** The caller's reader, while a decoder reads from it. */
   #outer: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader | undefined;
+  /** Whether to read through the ring (set by `useRing`). */
+  #ringWanted = false;
+  /** The ring's filled windows in stream order, once started. */
+  #ring: Slot[] | undefined;
+  /** Windows waiting to be read into. */
+  #free: Slot[] = [];
+  /** The stream read filling a window, until it settles. */
+  #inflight: Promise<void> | undefined;
+  /** Why that read failed (thrown once the filled windows before it are read). */
+  #ringError: unknown;
 
   constructor(readable: ReadableStream<Uint8Array>, options: DecompressionOptions = {}) {
     if (!(readable instanceof ReadableStream)) {
@@ -61,6 +91,9 @@ export class ByteSource {
    */
   async read(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
     if (this.compression === undefined) await this.#sniff();
+    if (this.#byob !== undefined && this.#ringWanted && n <= MAX_EXTENT_SIZE) {
+      return await this.#ringRead(n, scratch);
+    }
     if (this.#byob !== undefined) {
       if (this.readAhead || this.#winEnd > this.#winStart) {
         if (n <= MAX_EXTENT_SIZE) return await this.#readAhead(n, scratch);
@@ -114,6 +147,16 @@ export class ByteSource {
    */
   readBuffered(n: number, scratch?: { buffer: ArrayBuffer }): Uint8Array | undefined {
     if (this.#byob === undefined) return this.#buffered >= n ? this.#take(n, scratch) : undefined;
+    if (this.#ring !== undefined) {
+      const slot = this.#ring[0];
+      if (slot === undefined || slot.end - slot.start < n) {
+        return undefined;
+      }
+      const view = new Uint8Array(slot.buffer, slot.start, n);
+      slot.start += n;
+      this.position += n;
+      return view;
+    }
     if (this.#winEnd - this.#winStart < n) return undefined;
     const out = scratch !== undefined && scratch.buffer.byteLength >= n
       ? new Uint8Array(scratch.buffer, 0, n)
@@ -264,6 +307,188 @@ export class ByteSource {
     }
     this.#win = win;
     if (done) this.#eof = true;
+  }
+
+  /**
+   * From now on, read a byte stream through the ring: the bytes `read` and
+   * `readSplit` return are then valid only until the next call (their window
+   * is read into again). Other streams are read as before.
+   */
+  useRing(): void {
+    this.#ringWanted = true;
+  }
+
+  /** Whether reads go through the ring (a byte stream after `useRing`). */
+  get ringActive(): boolean {
+    return this.#ringWanted && this.#byob !== undefined && this.compression !== undefined;
+  }
+
+  /** Starts a stream read into a free window, unless one is running or the stream ended. */
+  #pump(): void {
+    if (this.#inflight !== undefined || this.#eof || this.#ringError !== undefined) return;
+    const slot = this.#free.pop();
+    if (slot === undefined) return;
+    slot.start = slot.end = 0;
+    const view = new Uint8Array(slot.buffer, 0, slot.buffer.byteLength);
+    this.#inflight = this.#byob!.read(view).then(({ done, value }) => {
+      this.#inflight = undefined;
+      if (value !== undefined) {
+        slot.buffer = value.buffer as ArrayBuffer; // the view's buffer was transferred
+        slot.end = value.byteLength;
+      }
+      if (slot.end > 0) this.#ring!.push(slot);
+      else this.#free.push(slot);
+      if (done) this.#eof = true;
+      this.#pump();
+    }, (error) => {
+      // Kept until the reader gets there, so that a read failing after the
+      // consumer stopped is no unhandled rejection.
+      this.#inflight = undefined;
+      this.#ringError = error;
+    });
+  }
+
+  /** Starts the ring: the window's unread bytes first, then the stream. */
+  #startRing(): Slot[] {
+    const ring: Slot[] = [];
+    if (this.#winEnd > this.#winStart) {
+      ring.push({ buffer: this.#win!, start: this.#winStart, end: this.#winEnd, recycle: false });
+    }
+    this.#win = undefined;
+    this.#winStart = this.#winEnd = 0;
+    this.#ring = ring;
+    for (let i = 0; i < RING_SLOTS; i++) {
+      this.#free.push({ buffer: new ArrayBuffer(RING_WINDOW), start: 0, end: 0, recycle: true });
+    }
+    this.#pump();
+    return ring;
+  }
+
+  /**
+   * Waits until the ring holds more than `count` filled windows, or the
+   * stream ended; throws the stream's error once the windows before it are read.
+   */
+  async #await(count: number): Promise<void> {
+    const ring = this.#ring!;
+    while (ring.length <= count) {
+      if (this.#inflight !== undefined) await this.#inflight;
+      else if (this.#ringError !== undefined) {
+        if (ring.length === 0) throw this.#ringError;
+        return;
+      } else if (this.#eof) return;
+      else this.#pump();
+    }
+  }
+
+  /** The first window with unread bytes, recycling those read; undefined at the end. */
+  async #front(): Promise<Slot | undefined> {
+    const ring = this.#ring ?? this.#startRing();
+    for (;;) {
+      const slot = ring[0];
+      if (slot !== undefined && slot.start < slot.end) return slot;
+      if (slot !== undefined) {
+        ring.shift();
+        if (slot.recycle) {
+          this.#free.push(slot);
+          this.#pump();
+        }
+        continue;
+      }
+      await this.#await(0);
+      if (ring.length === 0) return undefined;
+    }
+  }
+
+  /** `read` through the ring: a view of a window, or a copy when the bytes straddle windows. */
+  async #ringRead(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array> {
+    let slot = await this.#front();
+    if (slot === undefined) return EMPTY;
+    if (slot.end - slot.start >= n) {
+      const view = new Uint8Array(slot.buffer, slot.start, n);
+      slot.start += n;
+      this.position += n;
+      return view;
+    }
+    const out = scratch !== undefined && scratch.buffer.byteLength >= n
+      ? new Uint8Array(scratch.buffer, 0, n)
+      : new Uint8Array(n);
+    let filled = 0;
+    while (slot !== undefined) {
+      const k = Math.min(n - filled, slot.end - slot.start);
+      out.set(new Uint8Array(slot.buffer, slot.start, k), filled);
+      slot.start += k;
+      filled += k;
+      if (filled === n) break;
+      slot = await this.#front();
+    }
+    this.position += filled;
+    return out.subarray(0, filled);
+  }
+
+  /**
+   * Reads `n` bytes (fewer at the end) as two pieces, to be taken in order:
+   * views of two windows of the ring when the bytes straddle them, so nothing
+   * is copied; else the bytes and an empty piece. Valid until the next call.
+   */
+  async readSplit(
+    n: number,
+    scratch?: { buffer: ArrayBuffer },
+  ): Promise<[Uint8Array, Uint8Array]> {
+    if (!this.ringActive || n > MAX_EXTENT_SIZE) return [await this.read(n, scratch), EMPTY];
+    return await this.#ringSplit(n, scratch);
+  }
+
+  /**
+   * Reads `n` bytes (fewer at the end) as pieces to be taken in order, copying
+   * nothing: views of the ring's windows, or of the chunks of a stream that
+   * is not a byte stream (a decoder's output); else one piece read as `read`
+   * does. Valid until the next call.
+   */
+  async readPieces(n: number, scratch?: { buffer: ArrayBuffer }): Promise<Uint8Array[]> {
+    if (this.compression === undefined) await this.#sniff();
+    if (this.ringActive && n <= MAX_EXTENT_SIZE) {
+      const [a, b] = await this.#ringSplit(n, scratch);
+      return b.length === 0 ? [a] : [a, b];
+    }
+    if (this.#byob !== undefined) return [await this.read(n, scratch)];
+    while (this.#buffered < n && !this.#eof) await this.#pullChunk();
+    let left = Math.min(n, this.#buffered);
+    this.position += left;
+    this.#buffered -= left;
+    const pieces: Uint8Array[] = [];
+    while (left > 0) {
+      const chunk = this.#chunks[this.#head];
+      const k = Math.min(chunk.length, left);
+      pieces.push(chunk.subarray(0, k));
+      if (k === chunk.length) this.#dropFirst();
+      else this.#chunks[this.#head] = chunk.subarray(k);
+      left -= k;
+    }
+    return pieces;
+  }
+
+  async #ringSplit(
+    n: number,
+    scratch?: { buffer: ArrayBuffer },
+  ): Promise<[Uint8Array, Uint8Array]> {
+    const slot = await this.#front();
+    if (slot === undefined) return [EMPTY, EMPTY];
+    const have = slot.end - slot.start;
+    if (have >= n) return [await this.#ringRead(n, scratch), EMPTY];
+    // The next window, without recycling this one (its bytes are handed out).
+    await this.#await(1);
+    const next = this.#ring![1];
+    if (next !== undefined) {
+      if (next.end - next.start >= n - have) {
+        const first = new Uint8Array(slot.buffer, slot.start, have);
+        const second = new Uint8Array(next.buffer, next.start, n - have);
+        slot.start = slot.end;
+        next.start += n - have;
+        this.position += n;
+        return [first, second];
+      }
+    }
+    return [await this.#ringRead(n, scratch), EMPTY];
   }
 
   #take(n: number, scratch?: { buffer: ArrayBuffer }): Uint8Array {

@@ -205,6 +205,8 @@ export class VmaReader {
     const state = new DataState(parsed);
     this.#source.readAhead = true;
     const scratch = options.reuseBuffers ? { buffer: new ArrayBuffer(MAX_EXTENT_SIZE) } : undefined;
+    // The data is needed only until the next extent: read through the ring.
+    if (options.reuseBuffers) this.#source.useRing();
     try {
       for (;;) {
         const extent = await readExtent(this.#source, parsed, state, scratch);
@@ -332,27 +334,37 @@ async function readExtent(
   const blockCount = (head[EXT_OFF_BLOCK_COUNT] << 8) | head[EXT_OFF_BLOCK_COUNT + 1];
   const extentSize = EXTENT_HEADER_SIZE + blockCount * BLOCK_SIZE;
   const want = Math.min(extentSize, MAX_EXTENT_SIZE) - EXTENT_HEADER_SIZE;
-  const data = want === 0 ? EMPTY : await source.read(want, scratch);
-  if (EXTENT_HEADER_SIZE + data.length < extentSize) {
+  // With reused buffers, the data comes as pieces (the windows of the
+  // source's ring or a decoder's chunks) and only clusters straddling two
+  // pieces are copied, into `scratch` at their own offset.
+  const pieces = want === 0
+    ? []
+    : scratch !== undefined
+    ? await source.readPieces(want, scratch)
+    : [await source.read(want)];
+  let got = 0;
+  for (const piece of pieces) got += piece.length;
+  if (EXTENT_HEADER_SIZE + got < extentSize) {
     throw new VmaFormatError(
-      `short vma extent (${EXTENT_HEADER_SIZE + data.length} < ${extentSize})`,
+      `short vma extent (${EXTENT_HEADER_SIZE + got} < ${extentSize})`,
       offset,
     );
   }
-  const clusters = readSlots(head, data, offset, parsed, state);
+  const clusters = readSlots(head, new Pieces(pieces, scratch), got, offset, parsed, state);
   return { offset, clusters };
 }
 
 /** Checks the blockinfo slots of an extent against its data; returns its clusters. */
 function readSlots(
   head: Uint8Array,
-  data: Uint8Array,
+  data: Pieces,
+  size: number,
   offset: number,
   parsed: ParsedHeader,
   state: DataState,
 ): VmaCluster[] {
   const clusters: VmaCluster[] = [];
-  let start = 0; // into data
+  let start = 0; // into the extent's data
   for (let at = EXT_OFF_BLOCKINFO; at < EXT_OFF_BLOCKINFO + 8 * SLOTS_PER_EXTENT; at += 8) {
     const devId = head[at + 3];
     if (devId === 0) continue;
@@ -382,19 +394,63 @@ function readSlots(
       continue;
     }
     const stored = popcount16(mask) * BLOCK_SIZE;
-    if (start + stored > data.length) {
+    if (start + stored > size) {
       throw new VmaFormatError("short vma extent - too many blocks", offset + at);
     }
     if (mask !== 0xffff && !blocksInside(cluster, mask, state.maxBytes[devId])) {
       throw new VmaFormatError("got wrong block address - write beyond end", offset + at);
     }
-    clusters.push({ device, cluster, mask, data: data.subarray(start, start + stored) });
-    start += stored;
+    const end = start + stored;
+    clusters.push({ device, cluster, mask, data: data.slice(start, end) });
+    start = end;
   }
-  if (start !== data.length) {
+  if (start !== size) {
     throw new VmaFormatError("vma extent error - missing blocks", offset);
   }
   return clusters;
+}
+
+/**
+ * An extent's data in pieces, sliced in increasing order: a slice inside one
+ * piece is a view of it; one straddling pieces is copied, into `scratch` at
+ * its own offset in the extent (so slices never overlap) or into new memory.
+ */
+class Pieces {
+  readonly #pieces: readonly Uint8Array[];
+  readonly #scratch: { buffer: ArrayBuffer } | undefined;
+  #index = 0;
+  /** Offset in the extent's data of piece `#index`. */
+  #base = 0;
+
+  constructor(pieces: readonly Uint8Array[], scratch: { buffer: ArrayBuffer } | undefined) {
+    this.#pieces = pieces;
+    this.#scratch = scratch;
+  }
+
+  /** Bytes `start .. end` of the data; `start` never decreases between calls. */
+  slice(start: number, end: number): Uint8Array {
+    const pieces = this.#pieces;
+    while (start >= this.#base + pieces[this.#index].length) {
+      this.#base += pieces[this.#index].length;
+      this.#index++;
+    }
+    const first = pieces[this.#index];
+    if (end <= this.#base + first.length) {
+      return first.subarray(start - this.#base, end - this.#base);
+    }
+    const scratch = this.#scratch;
+    const out = scratch !== undefined && scratch.buffer.byteLength >= end
+      ? new Uint8Array(scratch.buffer, start, end - start)
+      : new Uint8Array(end - start);
+    let at = 0;
+    for (let i = this.#index, base = this.#base; at < out.length; base += pieces[i].length, i++) {
+      const from = start + at - base;
+      const k = Math.min(pieces[i].length - from, out.length - at);
+      out.set(pieces[i].subarray(from, from + k), at);
+      at += k;
+    }
+    return out;
+  }
 }
 
 /** Whether every block `mask` marks in `cluster` starts before `maxBytes`. */
