@@ -163,7 +163,11 @@ export async function openArchiveInput(path: string): Promise<ArchiveInput> {
     } catch (e) {
       if (e instanceof CliError) throw e;
     }
-    source = { read: (p) => file.read(p), close: () => file.close() };
+    const regular = inputSize !== undefined;
+    source = {
+      read: regular ? (p) => Promise.resolve(file.readSync(p)) : (p) => file.read(p),
+      close: () => file.close(),
+    };
   }
   // Read the first piece to sniff the magic.
   const head = new Uint8Array(SNIFF_SIZE);
