@@ -21,7 +21,13 @@ import { type DiskSource, openDiskSource } from "./_raw_source.ts";
 import { openDiskImageSource } from "./_image_source.ts";
 import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
 import { parseVmConfig, vmConfigPlan } from "./_vm_config.ts";
-import { type Compress, compressor, openSink, pumpRecycling } from "./_archive_sink.ts";
+import {
+  type Compress,
+  compressor,
+  openSink,
+  pump as pumpChunks,
+  pumpRecycling,
+} from "./_archive_sink.ts";
 import { quote, shown, shownQuoted } from "./_quote.ts";
 import { MAX_BLOB_SIZE } from "../vma/_layout.ts";
 
@@ -377,10 +383,18 @@ export async function runPipeline(
 ): Promise<ZeroCounts> {
   const { sources, devices } = inputs;
   const sink = await openSink(plan.path);
-  const transform = compressor(plan.compress, options.zstdLevel);
-  const pump = transform || !sink.reusesNothing
-    ? (transform ? writer.readable.pipeThrough(transform) : writer.readable).pipeTo(sink.writable)
-    : pumpRecycling(writer, sink.writable);
+  const transform = compressor(plan.compress, options.zstdLevel, options.threads);
+  // The compressor is done with a chunk once its write settles, so chunks are recycled.
+  const pump = transform
+    ? Promise.all([
+      pumpRecycling(writer, transform.writable),
+      transform.recycle && sink.reusesNothing
+        ? pumpChunks(transform.readable, sink.writable, (chunk) => transform.recycle!(chunk))
+        : transform.readable.pipeTo(sink.writable),
+    ])
+    : sink.reusesNothing
+    ? pumpRecycling(writer, sink.writable)
+    : writer.readable.pipeTo(sink.writable);
   const bar = createProgress("create", options.progress);
   const onBytes = progressCounter(
     writer,
@@ -403,6 +417,7 @@ export async function runPipeline(
     await sink.commit();
   } catch (e) {
     bar.finish();
+    transform?.terminate();
     await writer.abort(e).catch(() => {});
     sink.discard();
     for (const s of sources) s.close();
