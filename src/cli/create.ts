@@ -18,7 +18,6 @@ import { warn, writeStderr, writeStdout } from "./_stdio.ts";
 import { baseName, lstatOrUndefined } from "./_output.ts";
 import { createProgress } from "./_progress.ts";
 import { type DiskSource, openDiskSource } from "./_raw_source.ts";
-import { openDiskImageSource } from "./_image_source.ts";
 import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
 import { parseVmConfig, vmConfigPlan } from "./_vm_config.ts";
 import {
@@ -336,7 +335,10 @@ async function openDisk(disk: DiskSpec, confine: boolean): Promise<DiskSource> {
   }
   const source = disk.format === "raw"
     ? await openDiskSource(disk.path, disk.format)
-    : await openDiskImageSource(disk.path, disk.format, { confine });
+    // Loaded only for images: a raw-only archive does not pay for their readers.
+    : await (await import("./_image_source.ts")).openDiskImageSource(disk.path, disk.format, {
+      confine,
+    });
   if (source.size !== source.imageSize) {
     warn(
       `image ${

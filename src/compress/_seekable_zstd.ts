@@ -15,7 +15,7 @@
 // The seek table holds 8 bytes per frame (2 KiB per GiB of input at 4 MiB
 // frames). Private to the library.
 import { WorkerPool } from "../vma/_worker_pool.ts";
-import { zstdFrameBound, ZstdFrameEncoder } from "./_zstd_frame.ts";
+import type { ZstdFrameEncoder } from "./_zstd_frame.ts";
 import type { ZstdJob, ZstdResult } from "./_zstd_worker.ts";
 
 /** Uncompressed bytes per frame (see the README's figures for the choice). */
@@ -28,6 +28,11 @@ const MAX_FRAME_SIZE = 8 * 1024 * 1024;
 export const SEEK_TABLE_MAGIC = 0x184d2a5e;
 /** The magic at the very end of a seekable zstd stream. */
 export const SEEKABLE_MAGIC = 0x8f92eab1;
+
+/** The most bytes a frame of `length` bytes compresses to (as in _zstd_frame.ts). */
+function zstdFrameBound(length: number): number {
+  return length + (length >>> 8) + 1024;
+}
 
 /** Options of {@linkcode SeekableZstdCompressor}. */
 export interface SeekableZstdOptions {
@@ -121,7 +126,7 @@ export class SeekableZstdCompressor {
     const buffer = chunk.buffer as ArrayBuffer;
     if (!this.#lent.has(buffer)) return;
     this.#lent.delete(buffer);
-    if (this.#spareOut.length <= this.#workers + 1) this.#spareOut.push(buffer);
+    if (this.#spareOut.length <= this.#workers + 2) this.#spareOut.push(buffer);
   }
 
   async #transform(
@@ -171,16 +176,21 @@ export class SeekableZstdCompressor {
     const length = this.#used;
     this.#frame = undefined;
     this.#used = 0;
-    const output = this.#outBuffer();
     if (this.#workers === 0) {
-      this.#encoder ??= new ZstdFrameEncoder(this.#level);
+      const output = this.#outBuffer();
+      // Loaded only here: with workers, this thread never needs node:zlib.
+      this.#encoder ??= new (await import("./_zstd_frame.ts")).ZstdFrameEncoder(this.#level);
       const frameLength = this.#encoder.encode(frame.subarray(0, length), new Uint8Array(output));
       this.#spare.push(frame.buffer as ArrayBuffer);
       this.#emit(controller, output, frameLength, length);
       return;
     }
+    // Bounded by bytes: at most one frame per worker in flight (this thread
+    // fills the next frame meanwhile).
+    while (this.#inFlight.length >= this.#workers) await this.#emitFirst(controller);
     this.#pool ??= new WorkerPool<ZstdJob, ZstdResult>(this.#url, this.#workers);
     const input = frame.buffer as ArrayBuffer;
+    const output = this.#outBuffer();
     const entry: InFlight = {
       done: false,
       length,
@@ -191,8 +201,6 @@ export class SeekableZstdCompressor {
       entry.result = result;
     }, () => {});
     this.#inFlight.push(entry);
-    // Bounded by bytes: each worker holds one frame, one more waits.
-    while (this.#inFlight.length > this.#workers) await this.#emitFirst(controller);
   }
 
   /** Emits the frames at the head of the queue that are already compressed. */

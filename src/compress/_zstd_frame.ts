@@ -4,7 +4,10 @@
 // runs it, as long as the level and the frame's input are the same. Private to the library.
 import { constants, createZstdCompress, zstdCompressSync } from "node:zlib";
 
-/** The most bytes a frame of `length` bytes compresses to (zstd's ZSTD_COMPRESSBOUND, rounded up). */
+/**
+ * The most bytes a frame of `length` bytes compresses to (zstd's
+ * ZSTD_COMPRESSBOUND, rounded up; _seekable_zstd.ts has a copy).
+ */
 export function zstdFrameBound(length: number): number {
   return length + (length >>> 8) + 1024;
 }
