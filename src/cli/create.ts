@@ -90,6 +90,11 @@ Options:
                         zstd compression level (default: 3, as vzdump and the
                         zstd tool; 1 is faster, and on incompressible data
                         about as small)
+      --threads <n>     threads for zstd: n-1 workers compress while this
+                        thread writes the archive (default: the number of
+                        cores; 1: no workers). zstd output is independent
+                        2 MiB frames with a seek table (zstd's seekable
+                        format), the same bytes whatever n is
       --uuid <uuid>     the archive uuid (default: random)
       --ctime <time>    the archive time: seconds since the epoch or an ISO
                         8601 date (default: $SOURCE_DATE_EPOCH, else now)

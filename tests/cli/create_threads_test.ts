@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { have, makeDisk, vma } from "../_cli_run.ts";
 import { NO_CONF } from "./_warnings.ts";
+import { measureVma, NO_PEAK_RSS } from "./_peak_rss.ts";
 
 const FIXED = ["--uuid", "0d7f1bb4-6d53-4c8e-9d1a-51b1e0c6bd7e", "--ctime", "1700000000"];
 
@@ -97,3 +98,39 @@ for (const bad of ["0", "65", "two", "1.5"]) {
     });
   });
 }
+
+Deno.test("vma create --compress zstd of 256 MiB of random data keeps its memory bounded", async () => {
+  if (NO_PEAK_RSS) {
+    console.log(`skipped: ${NO_PEAK_RSS}`);
+    return;
+  }
+  await withDir(async (dir) => {
+    const file = await Deno.open(`${dir}/r.raw`, { write: true, create: true });
+    const piece = new Uint8Array(2 ** 20);
+    for (let i = 0; i < 256; i++) {
+      for (let j = 0; j < piece.length; j += 65536) {
+        crypto.getRandomValues(piece.subarray(j, j + 65536));
+      }
+      await file.write(piece);
+    }
+    file.close();
+    // In this thread: under 100 MiB. With a worker: one more isolate (about 20 MiB).
+    for (const [threads, limit] of [["1", 100], ["2", 125]] as const) {
+      const r = await measureVma(
+        [
+          "create",
+          `r${threads}.vma.zst`,
+          "--threads",
+          threads,
+          "-d",
+          "format=raw:drive-scsi0=r.raw",
+        ],
+        dir,
+      ).result();
+      assert.equal(r.stderr, NO_CONF);
+      assert.equal(r.code, 0);
+      console.log(`--threads ${threads}: peak RSS ${(r.peakRss / 2 ** 20).toFixed(1)} MiB`);
+      assert.ok(r.peakRss < limit * 2 ** 20, `--threads ${threads}: peak RSS ${r.peakRss} bytes`);
+    }
+  });
+});
