@@ -9,7 +9,7 @@ import { CliError, describeError } from "./_errors.ts";
 import { openHoleMap } from "./_holes.ts";
 import { shownQuoted } from "./_quote.ts";
 
-const CHUNK = 2 * 1024 * 1024;
+const CHUNK = 4 * 1024 * 1024;
 const CLUSTER = 65536;
 
 /** An opened disk image, ready to feed one device. */
