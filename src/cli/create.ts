@@ -92,7 +92,8 @@ Options:
                         about as small)
       --threads <n>     threads for zstd: n-1 workers compress while this
                         thread writes the archive (default: the number of
-                        cores; 1: no workers). zstd output is independent
+                        cores, at most 8, when more than 2, else 1; 1: no
+                        workers). zstd output is independent
                         2 MiB frames with a seek table (zstd's seekable
                         format), the same bytes whatever n is
       --uuid <uuid>     the archive uuid (default: random)
