@@ -381,17 +381,19 @@ type ZeroCounts = number[];
 
 /**
  * Feeds the disks into `writer` while its archive streams into the sink
- * (compressed as planned); commits the output, or discards it on failure.
+ * (compressed as planned, by `makeCompressor`: tests give a failing one);
+ * commits the output, or discards it on failure.
  */
 export async function runPipeline(
   writer: VmaWriter,
   inputs: Inputs,
   plan: OutputPlan,
   options: CreateOptions,
+  makeCompressor: typeof compressor = compressor,
 ): Promise<ZeroCounts> {
   const { sources, devices } = inputs;
   const sink = await openSink(plan.path);
-  const transform = compressor(plan.compress, options.zstdLevel, options.threads);
+  const transform = makeCompressor(plan.compress, options.zstdLevel, options.threads);
   // The compressor is done with a chunk once its write settles, so chunks are recycled.
   const pump = transform
     ? Promise.all([

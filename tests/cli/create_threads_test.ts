@@ -134,3 +134,35 @@ Deno.test("vma create --compress zstd of 256 MiB of random data keeps its memory
     }
   });
 });
+
+Deno.test("vma create: a failing zstd worker ends in one error line and leaves no file", async () => {
+  const { createOptions } = await import("../../src/cli/_create_options.ts");
+  const { openInputs, planOutput, runPipeline } = await import("../../src/cli/create.ts");
+  const { CliError } = await import("../../src/cli/_errors.ts");
+  const { VmaWriter } = await import("../../src/vma/vma_writer.ts");
+  const { SeekableZstdCompressor } = await import("../../src/compress/_seekable_zstd.ts");
+  await withDir(async (dir) => {
+    await Deno.writeFile(`${dir}/a.raw`, makeDisk(3 * 2 ** 20, 6));
+    const options = createOptions(
+      { device: [`format=raw:drive-scsi0=${dir}/a.raw`], "no-progress": true, threads: "2" },
+      [`${dir}/x.vma.zst`],
+    );
+    const writer = new VmaWriter();
+    const inputs = await openInputs(writer, options, []);
+    const failing = () =>
+      new SeekableZstdCompressor({
+        level: 3,
+        workers: 1,
+        workerUrl: new URL("../compress/_failing_zstd_worker.ts", import.meta.url),
+      });
+    await assert.rejects(
+      runPipeline(writer, inputs, planOutput(options, writer.ctime), options, failing),
+      (e: Error) => {
+        assert.ok(e instanceof CliError, String(e));
+        assert.equal(e.message, "creating vma archive failed - the zstd worker failed on purpose");
+        return true;
+      },
+    );
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["a.raw"]);
+  });
+});
