@@ -163,8 +163,8 @@ export interface Compressor {
 /**
  * The compressor for `kind`, or undefined for none. zstd is written as
  * independent frames with a seek table (the seekable format), compressed on
- * `threads - 1` workers while this thread writes the archive (1: all in this
- * thread); the bytes do not depend on `threads`.
+ * `threads - 1` workers, and in this thread when they are busy (1: all in
+ * this thread); the bytes do not depend on `threads`.
  */
 export function compressor(
   kind: Compress,

@@ -90,12 +90,11 @@ Options:
                         zstd compression level (default: 3, as vzdump and the
                         zstd tool; 1 is faster, and on incompressible data
                         about as small)
-      --threads <n>     threads for zstd: n-1 workers compress while this
-                        thread writes the archive (default: the number of
-                        cores, at most 8, when more than 2, else 1; 1: no
-                        workers). zstd output is independent
-                        2 MiB frames with a seek table (zstd's seekable
-                        format), the same bytes whatever n is
+      --threads <n>     threads for zstd: n-1 workers compress, and this
+                        thread too when they are busy (default: the number
+                        of cores, at most 8; 1: no workers). zstd output is
+                        independent 2 MiB frames with a seek table (zstd's
+                        seekable format), the same bytes whatever n is
       --uuid <uuid>     the archive uuid (default: random)
       --ctime <time>    the archive time: seconds since the epoch or an ISO
                         8601 date (default: $SOURCE_DATE_EPOCH, else now)

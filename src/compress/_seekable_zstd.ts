@@ -8,9 +8,12 @@
 // the frames one after the other (`zstd -d` decodes concatenated frames and
 // skips skippable ones); a seekable reader finds each frame through the table.
 //
-// Memory is bounded by bytes: at most `workers` frames are in flight (an input
-// buffer and an output buffer each) and one is being filled, whatever the
-// stream's length. Buffers are reused: input buffers when their frame is
+// With workers, this thread compresses a frame itself whenever every worker
+// is busy, so `n` workers and this thread keep `n + 1` cores busy.
+//
+// Memory is bounded by bytes: at most `workers + 1` frames are in flight (an
+// input buffer and an output buffer each) and one is being filled, whatever
+// the stream's length. Buffers are reused: input buffers when their frame is
 // done, output buffers when the consumer hands a chunk back (`recycle`).
 // The seek table holds 8 bytes per frame (2 KiB per GiB of input at 4 MiB
 // frames). Private to the library.
@@ -178,17 +181,23 @@ export class SeekableZstdCompressor {
     this.#used = 0;
     if (this.#workers === 0) {
       const output = this.#outBuffer();
-      // Loaded only here: with workers, this thread never needs node:zlib.
-      this.#encoder ??= new (await import("./_zstd_frame.ts")).ZstdFrameEncoder(this.#level);
-      const frameLength = this.#encoder.encode(frame.subarray(0, length), new Uint8Array(output));
+      const frameLength = await this.#encodeHere(frame.subarray(0, length), output);
       this.#spare.push(frame.buffer as ArrayBuffer);
       this.#emit(controller, output, frameLength, length);
       return;
     }
-    // Bounded by bytes: at most one frame per worker in flight (this thread
-    // fills the next frame meanwhile).
-    while (this.#inFlight.length >= this.#workers) await this.#emitFirst(controller);
+    // Bounded by bytes: at most one frame per worker in flight, and one more
+    // that this thread compressed while they were busy.
+    while (this.#inFlight.length > this.#workers) await this.#emitFirst(controller);
     this.#pool ??= new WorkerPool<ZstdJob, ZstdResult>(this.#url, this.#workers);
+    if (this.#pool.pending >= this.#workers) {
+      // Every worker is busy: this thread compresses the frame itself.
+      const output = this.#outBuffer();
+      const frameLength = await this.#encodeHere(frame.subarray(0, length), output);
+      const result = { input: frame.buffer as ArrayBuffer, output, frameLength };
+      this.#inFlight.push({ done: true, length, result, promise: Promise.resolve(result) });
+      return;
+    }
     const input = frame.buffer as ArrayBuffer;
     const output = this.#outBuffer();
     const entry: InFlight = {
@@ -201,6 +210,13 @@ export class SeekableZstdCompressor {
       entry.result = result;
     }, () => {});
     this.#inFlight.push(entry);
+  }
+
+  /** Compresses `input` into `output` in this thread; returns the frame's length. */
+  async #encodeHere(input: Uint8Array, output: ArrayBuffer): Promise<number> {
+    // Loaded only when used: a thread whose workers keep up never needs node:zlib.
+    this.#encoder ??= new (await import("./_zstd_frame.ts")).ZstdFrameEncoder(this.#level);
+    return this.#encoder.encode(input, new Uint8Array(output));
   }
 
   /** Emits the frames at the head of the queue that are already compressed. */
