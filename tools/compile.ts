@@ -17,6 +17,9 @@ export const PERMISSIONS: readonly string[] = [
   "--allow-ffi",
 ];
 
+/** Modules loaded only as Workers, which `deno compile` does not find by itself. */
+export const WORKER_MODULES: readonly string[] = ["src/compress/_zstd_worker.ts"];
+
 const RELEASE_TARGETS: [string, string][] = [
   ["x86_64-unknown-linux-gnu", "vma-linux-x86_64"],
   ["aarch64-unknown-linux-gnu", "vma-linux-aarch64"],
@@ -60,6 +63,7 @@ async function compile(output: string, target?: string): Promise<boolean> {
     existed = false;
   }
   const args = ["compile", ...PERMISSIONS];
+  for (const module of WORKER_MODULES) args.push("--include", module);
   if (target) args.push("--target", target);
   args.push("--output", output, "cli.ts");
   const out = await new Deno.Command(Deno.execPath(), {

@@ -1,11 +1,11 @@
 // Where `vma create` writes the archive (a file under a temporary name, stdout,
 // a FIFO or character device, or `exec:<command>`), and the compressors.
-import type { VmaWriter } from "../vma/vma_writer.ts";
 import { CliError, describeError } from "./_errors.ts";
 import { stdoutWritable } from "./_stdio.ts";
 import { AtomicFile, lstatOrUndefined } from "./_output.ts";
 import { nodeTransformToWeb } from "./_node_stream.ts";
-import { constants as zlibConstants, createGzip, createZstdCompress } from "node:zlib";
+import { createGzip } from "node:zlib";
+import { SeekableZstdCompressor } from "../compress/_seekable_zstd.ts";
 import { constants as fsConstants, promises as fsp } from "node:fs";
 import { shown, shownQuoted } from "./_quote.ts";
 
@@ -150,25 +150,42 @@ function openExecSink(command: string): Sink {
 /** zstd level when `--zstd-level` is not given: vzdump's (the zstd tool's default). */
 export const DEFAULT_ZSTD_LEVEL = 3;
 
+/** A compressor of the archive stream, and how to stop its workers. */
+export interface Compressor {
+  readonly writable: WritableStream<Uint8Array>;
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Stops its workers when the archive is given up (idempotent). */
+  terminate(): void;
+  /** Takes back a chunk of `readable` the sink is done with (optional). */
+  recycle?(chunk: Uint8Array): void;
+}
+
+/**
+ * The compressor for `kind`, or undefined for none. zstd is written as
+ * independent frames with a seek table (the seekable format), compressed on
+ * `threads - 1` workers, and in this thread when they are busy (1: all in
+ * this thread); the bytes do not depend on `threads`.
+ */
 export function compressor(
   kind: Compress,
   zstdLevel: number,
-): TransformStream<Uint8Array, Uint8Array> | undefined {
+  threads = 1,
+): Compressor | undefined {
   switch (kind) {
     case "none":
       return undefined;
-    case "gzip":
-      return nodeTransformToWeb(createGzip({ chunkSize: 1024 * 1024 })) as TransformStream<
+    case "gzip": {
+      const gzip = nodeTransformToWeb(createGzip({ chunkSize: 1024 * 1024 })) as TransformStream<
         Uint8Array,
         Uint8Array
       >;
+      return { writable: gzip.writable, readable: gzip.readable, terminate() {} };
+    }
     case "zstd":
-      return nodeTransformToWeb(
-        createZstdCompress({
-          chunkSize: 1024 * 1024,
-          params: { [zlibConstants.ZSTD_c_compressionLevel]: zstdLevel },
-        }),
-      ) as TransformStream<Uint8Array, Uint8Array>;
+      return new SeekableZstdCompressor({
+        level: zstdLevel,
+        workers: threads - 1,
+      });
   }
 }
 
@@ -177,18 +194,30 @@ export function compressor(
  * once written (VmaWriter.recycle), so extent buffers are reused instead of
  * allocated per extent.
  */
-export async function pumpRecycling(
-  writer: VmaWriter,
+export function pumpRecycling(
+  writer: { readonly readable: ReadableStream<Uint8Array>; recycle(chunk: Uint8Array): void },
   writable: WritableStream<Uint8Array>,
 ): Promise<void> {
-  const reader = writer.readable.getReader();
+  return pump(writer.readable, writable, (chunk) => writer.recycle(chunk));
+}
+
+/**
+ * Copies `readable` into `writable`, handing each chunk to `done` once its
+ * write has settled.
+ */
+export async function pump(
+  readable: ReadableStream<Uint8Array>,
+  writable: WritableStream<Uint8Array>,
+  done: (chunk: Uint8Array) => void,
+): Promise<void> {
+  const reader = readable.getReader();
   const out = writable.getWriter();
   try {
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
+      const { done: end, value } = await reader.read();
+      if (end) break;
       await out.write(value);
-      writer.recycle(value);
+      done(value);
     }
     await out.close();
   } catch (e) {

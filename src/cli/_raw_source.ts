@@ -10,6 +10,8 @@ import { openHoleMap } from "./_holes.ts";
 import { shownQuoted } from "./_quote.ts";
 
 const CHUNK = 4 * 1024 * 1024;
+/** Raw disks are read in pieces of this size, two at a time (one read ahead). */
+const RAW_CHUNK = 2 * 1024 * 1024;
 const CLUSTER = 65536;
 
 /** An opened disk image, ready to feed one device. */
@@ -185,13 +187,13 @@ class RawSource implements DiskSource {
     }
     // Two buffers: the next piece is read while the writer takes this one.
     if (this.#buffers === undefined) {
-      this.#buffers = spareBuffers ?? [new Uint8Array(CHUNK), new Uint8Array(CHUNK)];
+      this.#buffers = spareBuffers ?? [new Uint8Array(RAW_CHUNK), new Uint8Array(RAW_CHUNK)];
       spareBuffers = undefined;
     }
     const buffers = this.#buffers;
     let offset = start;
     let which = 0;
-    const want = (at: number) => Math.min(CHUNK, end - at);
+    const want = (at: number) => Math.min(RAW_CHUNK, end - at);
     // A read-ahead is marked handled at once: when the archive fails first
     // (stdout closed), it is never awaited and fails when the file is closed.
     const readAhead = (buf: Uint8Array) => {

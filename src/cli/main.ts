@@ -9,26 +9,28 @@ import { runCleanup } from "./_cleanup.ts";
 import { writeStderr, writeStdout } from "./_stdio.ts";
 import { MAIN_HELP, USAGE, VERSION } from "./_usage.ts";
 import { type Command, runCommand } from "./_command.ts";
-import { list } from "./list.ts";
-import { config } from "./config.ts";
-import { verify } from "./verify.ts";
-import { extract } from "./extract.ts";
-import { create } from "./create.ts";
-import { serve } from "./serve.ts";
-import { cat } from "./cat.ts";
-import { repack } from "./repack.ts";
 import { oneLine, shownQuoted } from "./_quote.ts";
 
-/** The commands declared as records: main handles their help and positionals. */
-const RECORDS: Record<string, Command> = Object.fromEntries(
-  [list, config, verify, create, extract, cat, repack, serve].map((c) => [
-    c.name,
-    c as unknown as Command,
-  ]),
-);
+/**
+ * The commands, each loaded only when it runs: `vma --version` or `vma list`
+ * does not compile the other commands' modules (image readers, NBD, ...).
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  list: async () => (await import("./list.ts")).list as unknown as Command,
+  config: async () => (await import("./config.ts")).config as unknown as Command,
+  verify: async () => (await import("./verify.ts")).verify as unknown as Command,
+  create: async () => (await import("./create.ts")).create as unknown as Command,
+  extract: async () => (await import("./extract.ts")).extract as unknown as Command,
+  cat: async () => (await import("./cat.ts")).cat as unknown as Command,
+  repack: async () => (await import("./repack.ts")).repack as unknown as Command,
+  serve: async () => (await import("./serve.ts")).serve as unknown as Command,
+};
+
+/** The record of the command that runs, once loaded (for its synopsis in usage errors). */
+let running: Command | undefined;
 
 function synopsis(command: string): string {
-  return RECORDS[command]?.synopsis ?? `usage: vma ${command}`;
+  return (running?.name === command ? running.synopsis : undefined) ?? `usage: vma ${command}`;
 }
 
 /**
@@ -54,9 +56,10 @@ export async function main(args: string[]): Promise<number> {
       await writeStdout(`vma (vmakit) ${VERSION}\n`);
       return 0;
     }
-    const record = Object.hasOwn(RECORDS, command) ? RECORDS[command] : undefined;
-    if (!record) throw new UsageError(`unknown command ${shownQuoted(command)}`);
-    return await runCommand(record, rest);
+    const load = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
+    if (!load) throw new UsageError(`unknown command ${shownQuoted(command)}`);
+    running = await load();
+    return await runCommand(running, rest);
   } catch (e) {
     runCleanup();
     if (e instanceof BrokenPipeError) return 1;

@@ -16,7 +16,7 @@ import {
 import { extentMd5 } from "./_extent_md5.ts";
 
 /** Extent buffers kept for reuse (see `VmaWriter.recycle`). */
-const POOL_SIZE = 4;
+const POOL_SIZE = 2;
 /** Data-less extent headers are handed out in batches of this many bytes. */
 const SMALL_BATCH = 128 * EXTENT_HEADER_SIZE;
 

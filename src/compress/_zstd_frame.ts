@@ -1,0 +1,102 @@
+// Independent zstd frames from pieces of a stream, through node:zlib (built
+// into Deno, Bun and Node 22.15+), written into the caller's buffer so that a
+// long stream allocates nothing per frame: the same bytes whichever thread
+// runs it, as long as the level and the frame's input are the same. Private to the library.
+import { constants, createZstdCompress, zstdCompressSync } from "node:zlib";
+
+/**
+ * The most bytes a frame of `length` bytes compresses to (zstd's
+ * ZSTD_COMPRESSBOUND, rounded up; _seekable_zstd.ts has a copy).
+ */
+export function zstdFrameBound(length: number): number {
+  return length + (length >>> 8) + 1024;
+}
+
+const params = (level: number) => ({
+  [constants.ZSTD_c_compressionLevel]: level,
+  [constants.ZSTD_c_checksumFlag]: 1,
+});
+
+/** node:zlib's compressor handle: `writeSync(flush, in, inOff, inLen, out, outOff, outLen)`. */
+interface ZstdHandle {
+  writeSync(
+    flush: number,
+    input: Uint8Array,
+    inOff: number,
+    inLen: number,
+    out: Uint8Array,
+    outOff: number,
+    outLen: number,
+  ): void;
+  reset(): void;
+}
+
+/**
+ * Compresses pieces into independent frames (content size and checksum in
+ * each, as the zstd tool writes). It reuses one zstd context and writes into
+ * the caller's buffer through node:zlib's handle where it has one (Deno,
+ * Node); elsewhere it falls back to `zstdCompressSync` (valid frames, not
+ * always the same bytes).
+ */
+export class ZstdFrameEncoder {
+  #level: number;
+  #stream: ReturnType<typeof createZstdCompress> | undefined;
+  #handle: ZstdHandle | undefined;
+  #state: Uint32Array | undefined;
+
+  constructor(level: number) {
+    this.#level = level;
+    const stream = createZstdCompress({ params: params(level) });
+    // deno-lint-ignore no-explicit-any
+    const internal = stream as any;
+    if (
+      typeof internal._handle?.writeSync === "function" &&
+      typeof internal._handle?.reset === "function" && internal._writeState instanceof Uint32Array
+    ) {
+      this.#stream = stream;
+      this.#handle = internal._handle;
+      this.#state = internal._writeState;
+    } else {
+      stream.close();
+    }
+  }
+
+  /**
+   * Writes `input` as one frame into `out` (at least `zstdFrameBound(input.length)`
+   * bytes); returns the frame's length.
+   */
+  encode(input: Uint8Array, out: Uint8Array): number {
+    if (this.#handle === undefined) {
+      const frame = zstdCompressSync(input, {
+        chunkSize: zstdFrameBound(input.length),
+        params: params(this.#level),
+      });
+      out.set(frame);
+      return frame.length;
+    }
+    this.#handle.writeSync(
+      constants.ZSTD_e_end,
+      input,
+      0,
+      input.length,
+      out,
+      0,
+      out.length,
+    );
+    const [availOut, availIn] = this.#state!;
+    if (availIn !== 0 || availOut === 0) {
+      // Cannot happen with a buffer of zstdFrameBound bytes.
+      this.#handle.reset();
+      throw new RangeError("A zstd frame did not fit its output buffer");
+    }
+    this.#handle.reset();
+    return out.length - availOut;
+  }
+
+  /** Frees the zstd context. */
+  close(): void {
+    this.#stream?.close();
+    this.#stream = undefined;
+    this.#handle = undefined;
+  }
+}
