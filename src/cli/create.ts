@@ -92,7 +92,7 @@ Options:
                         about as small)
       --threads <n>     threads for zstd: n-1 workers compress, and this
                         thread too when they are busy (default: the number
-                        of cores, at most 8; 1: no workers). zstd output is
+                        of cores, at most 4; 1: no workers). zstd output is
                         independent 2 MiB frames with a seek table (zstd's
                         seekable format), the same bytes whatever n is
       --uuid <uuid>     the archive uuid (default: random)
