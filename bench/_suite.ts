@@ -290,9 +290,9 @@ function createRows(
     },
     {
       id: "create-zstd",
-      label: "vma create --compress zstd raw",
+      label: "vma create --compress zstd --threads 1 raw",
       kind: "vma",
-      script: `${vma} create --compress zstd archive.vma.zst ${raw}`,
+      script: `${vma} create --compress zstd --threads 1 archive.vma.zst ${raw}`,
       reads: [inputs.raw],
       outputs: ["archive.vma.zst"],
       check: (dir) => describeFile(dir, "archive.vma.zst"),
