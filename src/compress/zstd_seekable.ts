@@ -13,6 +13,7 @@
 import type { PositionedReader } from "../image/disk_image.ts";
 import type { DecompressionOptions } from "./compression.ts";
 import { decodeStream } from "./_decompress.ts";
+import { ZstdFrameScanner } from "./_zstd_frames.ts";
 
 const SKIPPABLE_MAGIC = 0x184d2a5e;
 const SEEKABLE_MAGIC = 0x8f92eab1;
@@ -36,9 +37,13 @@ function loadZlib(): Promise<Zlib | undefined> {
 }
 
 /**
- * One frame decompressed by node:zlib into a single buffer of `size` bytes
- * (the output chunk is the frame's size: no pieces to gather, no garbage);
- * more output than `size` stops it. Undefined without node:zlib's zstd.
+ * One frame decompressed by node:zlib into a single buffer (the output chunk
+ * is one byte more than the frame's size: no pieces to gather, no garbage,
+ * and a frame that fills it is too large); more output than `size + 1`
+ * stops it. The caller has checked that `compressed` is exactly one frame:
+ * Deno's zlib stops after the first frame, ignores what follows, and, when
+ * the output chunk is full with input left, throws out of reach of any
+ * callback. Undefined without node:zlib's zstd.
  */
 async function zlibFrame(
   compressed: Uint8Array,
@@ -50,7 +55,7 @@ async function zlibFrame(
     try {
       zlib.zstdDecompress(
         compressed,
-        { chunkSize: Math.max(64, size), maxOutputLength: Math.max(1, size) },
+        { chunkSize: Math.max(64, size + 1), maxOutputLength: size + 1 },
         (error, result) => {
           if (error) {
             const code = (error as { code?: string }).code;
@@ -221,6 +226,16 @@ export class ZstdSeekableReader implements PositionedReader {
       bad(`decompresses to ${got} bytes, not the ${size} of the seek table`);
     const invalid = (e: unknown) =>
       bad(`is not valid zstd (${e instanceof Error ? e.message : String(e)})`);
+    // Exactly one zstd frame (skippable frames aside), whole: junk after it
+    // would be ignored by node:zlib, or make it throw out of reach.
+    try {
+      const scanner = new ZstdFrameScanner();
+      scanner.push(compressed);
+      scanner.finish();
+      if (scanner.frames !== 1) throw new Error(`it holds ${scanner.frames} frames, not one`);
+    } catch (e) {
+      throw invalid(e);
+    }
     const fast = this.#options.zstd === undefined ? await zlibFrame(compressed, size) : undefined;
     if (fast !== undefined) {
       if ("error" in fast) throw fast.over ? over() : invalid(fast.error);

@@ -188,3 +188,35 @@ Deno.test("ZstdSeekableReader with a given zstd decoder (the streaming path) rea
       "Cannot read the seekable zstd file: frame 0 at 0 decompresses to more than the 1000 bytes of the seek table",
   });
 });
+
+Deno.test("ZstdSeekableReader refuses an entry holding one frame and more (junk, a second frame, a cut frame)", async () => {
+  // Frames of exactly the declared size followed by more in the same entry:
+  // Deno's zlib ignored the rest, or threw an uncaught error that ended the process.
+  const a = new Uint8Array(zstdCompressSync(new Uint8Array(1000).fill(1)));
+  const b = new Uint8Array(zstdCompressSync(new Uint8Array(1000).fill(2)));
+  const cases: [Uint8Array, string][] = [
+    [
+      new Uint8Array([...a, ...new Uint8Array(50).fill(0x41)]),
+      `unknown frame magic 0x41414141 at offset ${a.length} (not zstd data)`,
+    ],
+    [new Uint8Array([...a, ...b]), "it holds 2 frames, not one"],
+    [
+      a.subarray(0, a.length - 1),
+      `the input ends inside a frame: ${a.length - 1} bytes, the frame at offset 0 is cut short`,
+    ],
+  ];
+  for (const [compressed, why] of cases) {
+    const reader = await openZstdSeekable(
+      fileOf(seekableFile([{ compressed, decompressed: 1000 }])),
+    );
+    await assert.rejects(reader!.read(0, 1000), {
+      name: "SyntaxError",
+      message: `Cannot read the seekable zstd file: frame 0 at 0 is not valid zstd (${why})`,
+    });
+  }
+  // A frame of exactly the declared size, alone, still reads.
+  const good = await openZstdSeekable(
+    fileOf(seekableFile([{ compressed: a, decompressed: 1000 }])),
+  );
+  assert.deepEqual(await good!.read(0, 1000), new Uint8Array(1000).fill(1));
+});
