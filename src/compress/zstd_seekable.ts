@@ -27,6 +27,16 @@ type Zlib = typeof import("node:zlib");
 let zlibPromise: Promise<Zlib | undefined> | undefined;
 
 /**
+ * The most compressed bytes a frame of `size` bytes needs: zstd's worst case
+ * (`ZSTD_COMPRESSBOUND`: incompressible data stored in raw blocks, plus the
+ * frame's header and checksum).
+ */
+function compressBound(size: number): number {
+  const small = 128 * 1024;
+  return size + Math.floor(size / 256) + (size < small ? Math.floor((small - size) / 2048) : 0);
+}
+
+/**
  * node:zlib where the runtime has it (Deno, Node, Bun), loaded on first use
  * by a name it cannot resolve ahead (browsers have none).
  */
@@ -75,7 +85,9 @@ async function zlibFrame(
 export interface ZstdSeekableOptions extends DecompressionOptions {
   /**
    * The largest decompressed size one frame may declare, in bytes; a table
-   * with a larger frame is refused (each frame is decompressed whole).
+   * with a larger frame is refused (each frame is decompressed whole), and
+   * so is a frame of more compressed bytes than zstd's worst case for this
+   * size (each frame is read whole).
    *
    * @default {67108864}
    */
@@ -319,7 +331,8 @@ export class ZstdSeekableReader implements PositionedReader {
  *   does not end with a seekable footer.
  * @throws {SyntaxError} When the footer is there but the table is malformed
  *   or does not describe the file.
- * @throws {RangeError} When a frame is larger than `maxFrameSize`, or the
+ * @throws {RangeError} When a frame is larger than `maxFrameSize` (or its
+ *   compressed bytes more than zstd's worst case for that size), or the
  *   table would take more than `maxTableBytes`.
  */
 export async function openZstdSeekable(
@@ -328,6 +341,7 @@ export async function openZstdSeekable(
 ): Promise<ZstdSeekableReader | undefined> {
   const maxFrameSize = options.maxFrameSize ?? 64 * 1024 * 1024;
   const maxTableBytes = options.maxTableBytes ?? 64 * 1024 * 1024;
+  const maxCompressed = compressBound(maxFrameSize);
   const size = file.size;
   if (size < FOOTER_SIZE + 8) return undefined;
   const footer = await file.read(size - FOOTER_SIZE, FOOTER_SIZE);
@@ -373,6 +387,12 @@ export async function openZstdSeekable(
       const compressed = pv.getUint32(k * entry, true);
       const decompressed = pv.getUint32(k * entry + 4, true);
       if (compressed === 0) throw bad(`gives frame ${first + k} no bytes`);
+      if (compressed > maxCompressed) {
+        throw new RangeError(
+          `Cannot read the seekable zstd file: frame ${first + k} takes ${compressed} ` +
+            `compressed bytes, more than ${maxCompressed} (zstd's worst case for maxFrameSize)`,
+        );
+      }
       if (decompressed > maxFrameSize) {
         throw new RangeError(
           `Cannot read the seekable zstd file: frame ${first + k} declares ${decompressed} ` +

@@ -135,6 +135,34 @@ Deno.test("openZstdSeekable refuses seek tables that lie", async () => {
     "RangeError",
     "frame 0 declares 2147483647 bytes, more than 67108864 (maxFrameSize)",
   );
+  // More compressed bytes than zstd's worst case for maxFrameSize (1000 +
+  // 1000/256 + (128 KiB - 1000)/2048 = 1066): refused before any is read.
+  const stored = { compressed: data(1067), decompressed: 1000 };
+  await assert.rejects(openZstdSeekable(fileOf(seekableFile([stored])), { maxFrameSize: 1000 }), {
+    name: "RangeError",
+    message: "Cannot read the seekable zstd file: frame 0 takes 1067 compressed bytes, " +
+      "more than 1066 (zstd's worst case for maxFrameSize)",
+  });
+  stored.compressed = stored.compressed.subarray(0, 1066);
+  assert.ok(await openZstdSeekable(fileOf(seekableFile([stored])), { maxFrameSize: 1000 }));
+  // The default: 64 MiB + 256 KiB, in a sparse file of that much.
+  const table = seekableFile([{ compressed: new Uint8Array(1), decompressed: 1 }]).slice(1);
+  const claimed = 64 * 1024 * 1024 + 256 * 1024 + 1;
+  new DataView(table.buffer).setUint32(8, claimed, true);
+  const sparse = {
+    size: claimed + table.length,
+    read(p: number, n: number) {
+      const out = new Uint8Array(Math.max(0, Math.min(n, this.size - p)));
+      for (let k = 0; k < out.length; k++) out[k] = p + k < claimed ? 0 : table[p + k - claimed];
+      return Promise.resolve(out);
+    },
+    close: () => Promise.resolve(),
+  };
+  await assert.rejects(openZstdSeekable(sparse), {
+    name: "RangeError",
+    message: "Cannot read the seekable zstd file: frame 0 takes 67371009 compressed bytes, " +
+      "more than 67371008 (zstd's worst case for maxFrameSize)",
+  });
   await assert.rejects(openZstdSeekable(fileOf(good), { maxTableBytes: 32 }), {
     name: "RangeError",
     message: "Cannot read the seekable zstd file: 4 frames need more than 32 bytes (maxTableBytes)",
