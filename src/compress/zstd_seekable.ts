@@ -100,6 +100,14 @@ export interface ZstdSeekableOptions extends DecompressionOptions {
    */
   cacheBytes?: number;
   /**
+   * Bytes of frames being read and decompressed at once (compressed plus
+   * decompressed size of each): more concurrent reads of other frames wait
+   * their turn; one frame is always let through, whatever its size.
+   *
+   * @default {134217728}
+   */
+  decodingBytes?: number;
+  /**
    * The most memory the seek table may take, 16 bytes per frame.
    *
    * @default {67108864}
@@ -111,7 +119,9 @@ export interface ZstdSeekableOptions extends DecompressionOptions {
  * Positioned reads of the decompressed bytes of a seekable zstd file, from
  * {@linkcode openZstdSeekable}. Each frame read is decompressed whole,
  * checked against the size the table gives it, and kept in a cache bounded
- * by bytes. Concurrent reads of one frame decompress it once.
+ * by bytes. Concurrent reads of one frame decompress it once; concurrent
+ * reads of different frames are decompressed at once only as far as
+ * `decodingBytes` allows.
  */
 export class ZstdSeekableReader implements PositionedReader {
   readonly #file: PositionedReader;
@@ -123,6 +133,11 @@ export class ZstdSeekableReader implements PositionedReader {
   readonly #pending = new Map<number, Promise<Uint8Array>>();
   #cached = 0;
   #closed = false;
+  readonly #decodingBytes: number;
+  /** Bytes of the frames being decompressed now. */
+  #decoding = 0;
+  /** Frames waiting for {@linkcode #decoding} to make room, first come first served. */
+  readonly #waiting: { cost: number; go: () => void }[] = [];
 
   /** @internal Built by {@linkcode openZstdSeekable}. */
   constructor(
@@ -136,6 +151,7 @@ export class ZstdSeekableReader implements PositionedReader {
     this.#decompressedAt = decompressedAt;
     this.#options = options;
     this.#cacheBytes = options.cacheBytes ?? 8 * 1024 * 1024;
+    this.#decodingBytes = options.decodingBytes ?? 128 * 1024 * 1024;
   }
 
   /** Size of the decompressed bytes. */
@@ -219,10 +235,37 @@ export class ZstdSeekableReader implements PositionedReader {
     }
     let pending = this.#pending.get(i);
     if (pending === undefined) {
-      pending = this.#decompress(i).finally(() => this.#pending.delete(i));
+      pending = this.#decompressInTurn(i).finally(() => this.#pending.delete(i));
       this.#pending.set(i, pending);
     }
     return pending;
+  }
+
+  /** {@linkcode #decompress} once the frame's bytes fit in `decodingBytes`. */
+  async #decompressInTurn(i: number): Promise<Uint8Array> {
+    const cost = this.#compressedAt[i + 1] - this.#compressedAt[i] +
+      this.#decompressedAt[i + 1] - this.#decompressedAt[i];
+    if (
+      this.#decoding > 0 &&
+      (this.#waiting.length > 0 || this.#decoding + cost > this.#decodingBytes)
+    ) {
+      await new Promise<void>((go) => this.#waiting.push({ cost, go }));
+    } else {
+      this.#decoding += cost;
+    }
+    try {
+      return await this.#decompress(i);
+    } finally {
+      this.#decoding -= cost;
+      // Let the waiting frames in, in turn, as long as they fit (at least one).
+      while (this.#waiting.length > 0) {
+        const next = this.#waiting[0];
+        if (this.#decoding > 0 && this.#decoding + next.cost > this.#decodingBytes) break;
+        this.#waiting.shift();
+        this.#decoding += next.cost;
+        next.go();
+      }
+    }
   }
 
   async #decompress(i: number): Promise<Uint8Array> {

@@ -248,3 +248,35 @@ Deno.test("ZstdSeekableReader refuses an entry holding one frame and more (junk,
   );
   assert.deepEqual(await good!.read(0, 1000), new Uint8Array(1000).fill(1));
 });
+
+Deno.test("ZstdSeekableReader decompresses concurrent reads of different frames only as far as decodingBytes allows", async () => {
+  // 16 frames of the same bytes, so of the same cost.
+  const piece = data(10_000);
+  const source = new Uint8Array(160_000).map((_, k) => piece[k % 10_000]);
+  const entries = framesOf(source, 10_000);
+  const bytes = seekableFile(entries);
+  const cost = entries[0].compressed.length + 10_000;
+  for (const [decodingBytes, most] of [[2 * cost, 2], [3 * cost - 1, 2], [1, 1], [16 * cost, 16]]) {
+    // Reads of the frames' bytes held open until the next turn of the event loop.
+    let inFlight = 0;
+    let peak = 0;
+    const file = {
+      size: bytes.length,
+      async read(p: number, n: number) {
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        await new Promise((r) => setTimeout(r, 0));
+        inFlight--;
+        return bytes.slice(p, p + n);
+      },
+      close: () => Promise.resolve(),
+    };
+    const reader = await openZstdSeekable(file, { decodingBytes, cacheBytes: 0 });
+    peak = 0;
+    const got = await Promise.all(
+      entries.map((_, k) => reader!.read(k * 10_000 + 5, 100)),
+    );
+    got.forEach((g, k) => assert.deepEqual(g, source.slice(k * 10_000 + 5, k * 10_000 + 105)));
+    assert.equal(peak, most, `decodingBytes ${decodingBytes}`);
+  }
+});
