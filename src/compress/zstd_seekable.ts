@@ -50,10 +50,10 @@ function loadZlib(): Promise<Zlib | undefined> {
  * One frame decompressed by node:zlib into a single buffer (the output chunk
  * is one byte more than the frame's size: no pieces to gather, no garbage,
  * and a frame that fills it is too large); more output than `size + 1`
- * stops it. The caller has checked that `compressed` is exactly one frame:
- * Deno's zlib stops after the first frame, ignores what follows, and, when
- * the output chunk is full with input left, throws out of reach of any
- * callback. Undefined without node:zlib's zstd.
+ * stops it. `compressed` must be exactly one frame: Deno's zlib stops after
+ * the first frame, ignores what follows, and, when the output chunk is full
+ * with input left, throws out of reach of any callback. Undefined without
+ * node:zlib's zstd.
  */
 async function zlibFrame(
   compressed: Uint8Array,
@@ -79,6 +79,29 @@ async function zlibFrame(
       resolve({ error, over: false });
     }
   });
+}
+
+/**
+ * Where each zstd frame of `compressed` starts and ends; skippable frames are
+ * left out. Throws a `SyntaxError` when anything else is there, or a frame is
+ * cut short.
+ */
+function framesIn(compressed: Uint8Array): [number, number][] {
+  const scanner = new ZstdFrameScanner();
+  const spans: [number, number][] = [];
+  let start = -1;
+  for (const piece of scanner.push(compressed)) {
+    // The magic comes as a constant of its own; the rest are views of `compressed`.
+    if (piece.bytes.buffer !== compressed.buffer) continue;
+    const at = piece.bytes.byteOffset - compressed.byteOffset;
+    if (start < 0) start = at - 4;
+    if (piece.end) {
+      spans.push([start, at + piece.bytes.length]);
+      start = -1;
+    }
+  }
+  scanner.finish();
+  return spans;
 }
 
 /** Options of {@linkcode openZstdSeekable}. */
@@ -281,22 +304,40 @@ export class ZstdSeekableReader implements PositionedReader {
       bad(`decompresses to ${got} bytes, not the ${size} of the seek table`);
     const invalid = (e: unknown) =>
       bad(`is not valid zstd (${e instanceof Error ? e.message : String(e)})`);
-    // Exactly one zstd frame (skippable frames aside), whole: junk after it
-    // would be ignored by node:zlib, or make it throw out of reach.
+    // Whole zstd frames (skippable frames aside) and nothing else: node:zlib
+    // stops after one frame and ignores what follows, or throws out of reach
+    // when it fills its output with input left, so it gets one frame at a time.
+    let spans: [number, number][];
     try {
-      const scanner = new ZstdFrameScanner();
-      scanner.push(compressed);
-      scanner.finish();
-      if (scanner.frames !== 1) throw new Error(`it holds ${scanner.frames} frames, not one`);
+      spans = framesIn(compressed);
+      if (spans.length === 0) throw new Error("it holds no frame");
     } catch (e) {
       throw invalid(e);
     }
-    const fast = this.#options.zstd === undefined ? await zlibFrame(compressed, size) : undefined;
-    if (fast !== undefined) {
-      if ("error" in fast) throw fast.over ? over() : invalid(fast.error);
-      if (fast.bytes.length > size) throw over();
-      if (fast.bytes.length < size) throw fewer(fast.bytes.length);
-      return this.#keep(i, fast.bytes);
+    if (this.#options.zstd === undefined) {
+      const parts: Uint8Array[] = [];
+      let got = 0;
+      for (const [from, to] of spans) {
+        const fast = await zlibFrame(compressed.subarray(from, to), size - got);
+        if (fast === undefined) break;
+        if ("error" in fast) throw fast.over ? over() : invalid(fast.error);
+        if (fast.bytes.length > size - got) throw over();
+        parts.push(fast.bytes);
+        got += fast.bytes.length;
+      }
+      if (parts.length === spans.length) {
+        if (got < size) throw fewer(got);
+        // One frame (the usual case) needs no copy.
+        const whole = parts.length === 1 ? parts[0] : new Uint8Array(size);
+        if (parts.length > 1) {
+          let at = 0;
+          for (const part of parts) {
+            whole.set(part, at);
+            at += part.length;
+          }
+        }
+        return this.#keep(i, whole);
+      }
     }
     const out = new Uint8Array(size);
     let got = 0;
