@@ -251,12 +251,21 @@ async function openSeekable(
   }
 }
 
-/** The size and modification time of the file at `path`, if it is a regular file. */
+/**
+ * The size, times, inode and file system of the file at `path`, if it is a
+ * regular file.
+ */
 function stampOf(path: string): VmaIndexStamp | undefined {
   try {
     const info = Deno.statSync(path);
     if (!info.isFile || info.mtime === null) return undefined;
-    return { size: info.size, mtimeMs: info.mtime.getTime() };
+    return {
+      size: info.size,
+      mtimeMs: info.mtime.getTime(),
+      ino: info.ino,
+      dev: info.dev,
+      ctimeMs: info.ctime?.getTime() ?? null,
+    };
   } catch {
     return undefined;
   }
@@ -349,7 +358,10 @@ async function saveIndex(
     return;
   }
   const after = stampOf(indexPath.slice(0, -".vmaidx".length));
-  if (after === undefined || after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
+  if (
+    after === undefined ||
+    (["size", "mtimeMs", "ino", "dev", "ctimeMs"] as const).some((k) => after[k] !== before[k])
+  ) {
     warn("the archive changed while it was read");
     return;
   }
