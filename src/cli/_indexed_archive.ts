@@ -28,6 +28,18 @@ import { paceGarbageCollection } from "./_gc_pacer.ts";
 const BLOCK = 4096;
 /** Largest saved index file read: the index's own memory limit, and its framing. */
 const MAX_INDEX_FILE = 256 * 1024 * 1024 + 64 * 1024;
+/** The first bytes of a saved index file. */
+const INDEX_MAGIC = "VMAKITIX";
+
+/**
+ * The largest index an archive of `archiveSize` bytes can need: a run (18
+ * bytes) per stored cluster at most, each stored cluster at least one 4 KiB
+ * block of the archive, and 1 MiB for the fixed part and the devices (at
+ * most 255, names of at most 255 bytes); never more than {@linkcode MAX_INDEX_FILE}.
+ */
+function maxIndexFile(archiveSize: number): number {
+  return Math.min(MAX_INDEX_FILE, 1024 * 1024 + 18 * Math.ceil(archiveSize / BLOCK));
+}
 
 /** An indexed archive and the file its devices are read from. */
 export interface IndexedArchive {
@@ -296,10 +308,16 @@ async function loadSavedIndex(
     return ignore(describeError(e));
   }
   if (!info.isFile) return ignore("not a regular file");
-  if (info.size > MAX_INDEX_FILE) return ignore(`${info.size} bytes is too large`);
   let bytes: Uint8Array;
   try {
-    bytes = await readAtMost(indexPath, MAX_INDEX_FILE);
+    // The magic first: a large file of anything else is not read whole.
+    const head = await readAtMost(indexPath, INDEX_MAGIC.length, true);
+    if (new TextDecoder().decode(head) !== INDEX_MAGIC) return ignore("not a vmakit index file");
+    const max = maxIndexFile(stamp.size);
+    if (info.size > max) {
+      return ignore(`${info.size} bytes is more than an index of this archive can need (${max})`);
+    }
+    bytes = await readAtMost(indexPath, max);
   } catch (e) {
     return ignore(describeError(e));
   }
@@ -313,27 +331,26 @@ async function loadSavedIndex(
   }
 }
 
-/** The bytes of the file at `path`, refused past `max` (it may grow while read). */
-async function readAtMost(path: string, max: number): Promise<Uint8Array> {
+/**
+ * The bytes of the file at `path`, refused past `max` (it may grow while
+ * read), read into one buffer; with `prefix`, only its first `max` bytes.
+ */
+async function readAtMost(path: string, max: number, prefix = false): Promise<Uint8Array> {
   const file = await Deno.open(path, { read: true });
   try {
-    const chunks: Uint8Array[] = [];
+    const size = (await file.stat()).size;
+    if (!prefix && size > max) throw new RangeError(`more than ${max} bytes`);
+    // One byte more than wanted, to tell a file that grew.
+    const out = new Uint8Array(Math.min(size, max) + 1);
     let total = 0;
-    for (;;) {
-      const chunk = new Uint8Array(Math.min(1 << 20, max + 1 - total));
-      const n = await file.read(chunk);
+    while (total < out.length) {
+      const n = await file.read(out.subarray(total));
       if (n === null) break;
       total += n;
-      if (total > max) throw new RangeError(`more than ${max} bytes`);
-      chunks.push(chunk.subarray(0, n));
     }
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const c of chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    if (prefix) return out.subarray(0, Math.min(total, max));
+    if (total > max) throw new RangeError(`more than ${max} bytes`);
+    return out.subarray(0, total);
   } finally {
     file.close();
   }

@@ -1,11 +1,13 @@
 // --save-index: cat, serve and repack save the index of a plain archive as
-// <archive>.vmaidx and reuse it while the archive is unchanged (size, time,
-// header uuid); a stale or damaged one is ignored with a note and rebuilt.
+// <archive>.vmaidx and reuse it while the archive is unchanged (size, times,
+// inode, file system, header uuid); a stale or damaged one is ignored with a
+// note and rebuilt.
 // A .vma.zst with a seek table is read in place, without a spool.
 import assert from "node:assert/strict";
 import { VmaWriter } from "../../mod.ts";
 import { vma } from "../_cli_run.ts";
 import { framesOf, seekableFile } from "../compress/_seekable.ts";
+import { measureVma, NO_PEAK_RSS } from "./_peak_rss.ts";
 
 const UUID_A = "11111111-2222-4333-8444-555555555555";
 const UUID_B = "99999999-8888-4777-8666-555555555555";
@@ -272,6 +274,42 @@ Deno.test("vma cat and repack read a seekable .vma.zst in place (no spool); a ba
       [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
       ["a.vma", "b.vma", "s.vma.zst"],
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("vma cat reads no more of a saved index than its magic when it is not one, nor a larger one than the archive can need", async () => {
+  if (NO_PEAK_RSS) {
+    console.log(`skipped: ${NO_PEAK_RSS}`);
+    return;
+  }
+  const dir = await Deno.makeTempDir({ prefix: "vma-saved-index-" });
+  try {
+    const data = disk();
+    await writeArchive(`${dir}/a.vma`, data, UUID_A);
+    const size = (await Deno.stat(`${dir}/a.vma`)).size;
+    const max = 1024 * 1024 + 18 * Math.ceil(size / 4096);
+    // 256 MiB (sparse): of zeros, then starting with the magic.
+    for (const magic of ["", "VMAKITIX"]) {
+      const file = await Deno.open(`${dir}/a.vma.vmaidx`, { write: true, create: true });
+      await file.write(new TextEncoder().encode(magic));
+      await file.truncate(256 * 2 ** 20);
+      file.close();
+      const r = await measureVma(["cat", "a.vma", "drive-scsi0"], dir).result();
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(
+        r.stderr,
+        note(
+          "ignoring",
+          magic === ""
+            ? "not a vmakit index file"
+            : `${256 * 2 ** 20} bytes is more than an index of this archive can need (${max})`,
+        ),
+      );
+      assert.ok(r.peakRss < 150 * 2 ** 20, `peak RSS ${r.peakRss} bytes`);
+      console.log(`${magic || "zeros"}: peak RSS ${(r.peakRss / 2 ** 20).toFixed(1)} MiB`);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
