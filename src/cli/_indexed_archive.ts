@@ -263,6 +263,11 @@ async function openSeekable(
   }
 }
 
+/** Whether `e` says a file name is too long for the file system. */
+function nameTooLong(e: unknown): boolean {
+  return (e as { code?: unknown } | null)?.code === "ENAMETOOLONG";
+}
+
 /**
  * The size, times, inode and file system of the file at `path`, if it is a
  * regular file.
@@ -304,7 +309,8 @@ async function loadSavedIndex(
   try {
     info = await Deno.stat(indexPath);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
+    // A name too long for `<archive>.vmaidx` has no saved index.
+    if (e instanceof Deno.errors.NotFound || nameTooLong(e)) return undefined;
     return ignore(describeError(e));
   }
   if (!info.isFile) return ignore("not a regular file");
@@ -383,7 +389,8 @@ async function saveIndex(
     return;
   }
   const suffix = crypto.getRandomValues(new Uint32Array(2)).join("");
-  const temp = `${dirName(indexPath)}/.${baseName(indexPath)}.tmp-${suffix}`;
+  // Not named after the archive, so that it is no longer than the index's name.
+  const temp = `${dirName(indexPath)}/.vmaidx-${suffix}`;
   const forget = onCleanup(() => Deno.removeSync(temp));
   try {
     const bytes = await saveVmaIndex(index, before);
@@ -396,7 +403,11 @@ async function saveIndex(
     } catch {
       // not created
     }
-    warn(describeError(e));
+    warn(
+      nameTooLong(e)
+        ? "the archive's name is too long for the file system with .vmaidx added"
+        : describeError(e),
+    );
   } finally {
     forget();
   }

@@ -314,3 +314,30 @@ Deno.test("vma cat reads no more of a saved index than its magic when it is not 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("an archive whose name is too long for <archive>.vmaidx has no saved index: silent, and --save-index says why", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "vma-saved-index-" });
+  try {
+    const data = disk();
+    const name = `${"a".repeat(246)}.vma`; // 250 bytes: 257 with .vmaidx
+    await writeArchive(`${dir}/${name}`, data, UUID_A);
+    let r = await vma(["cat", name, "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    assert.deepEqual(r.stdoutBytes, data);
+    r = await vma(["repack", name, "b.vma"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    r = await vma(["cat", "--save-index", name, "drive-scsi0"], { cwd: dir });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stderr,
+      `vma: cat: warning: index not saved to "${name}.vmaidx": the archive's name is too long ` +
+        "for the file system with .vmaidx added\n",
+    );
+    assert.deepEqual(r.stdoutBytes, data);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [name, "b.vma"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
