@@ -6,7 +6,9 @@
  * 9-byte footer (frame count, descriptor, magic `0x8F92EAB1`).
  * {@linkcode openZstdSeekable} finds and checks the table;
  * {@linkcode ZstdSeekableReader} reads any range of the decompressed bytes,
- * decompressing only the frames it needs.
+ * decompressing only the frames it needs. The table's checksums (the low 32
+ * bits of each frame's XXH64) are ignored; a frame's own content checksum,
+ * when it has one, is checked by the zstd decoder.
  *
  * @module
  */

@@ -299,3 +299,27 @@ Deno.test("ZstdSeekableReader decompresses concurrent reads of different frames 
     assert.equal(peak, most, `decodingBytes ${decodingBytes}`);
   }
 });
+
+Deno.test("ZstdSeekableReader ignores the seek table's checksums but checks a frame's own", async () => {
+  const source = data(50_000);
+  const { constants } = await import("node:zlib");
+  const framed = new Uint8Array(
+    zstdCompressSync(source, { params: { [constants.ZSTD_c_checksumFlag]: 1 } }),
+  );
+  // Wrong table checksums (0x12345678): read as they are.
+  const fine = await openZstdSeekable(
+    fileOf(seekableFile([{ compressed: framed, decompressed: 50_000 }], { checksums: true })),
+  );
+  assert.deepEqual(await fine!.read(0, 50_000), source);
+  // The frame's own checksum (its last 4 bytes) damaged: refused.
+  const damaged = framed.slice();
+  damaged[damaged.length - 1] ^= 1;
+  const bad = await openZstdSeekable(
+    fileOf(seekableFile([{ compressed: damaged, decompressed: 50_000 }])),
+  );
+  await assert.rejects(bad!.read(0, 10), {
+    name: "SyntaxError",
+    message:
+      /^Cannot read the seekable zstd file: frame 0 at 0 is not valid zstd \(.*checksum.*\)$/i,
+  });
+});
