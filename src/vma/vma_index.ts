@@ -423,6 +423,11 @@ function checkStamp(stamp: VmaIndexStamp): void {
  * (`stamp`), same header uuid and devices: an archive copied or moved, or
  * another file given its size and times, is indexed anew.
  *
+ * A saved index is trusted like the archive itself (whoever can write it can
+ * write the archive): its runs are checked against their devices and the
+ * archive's size, not against the extents of the archive, so a well-signed
+ * index whose runs point at other stored blocks reads those blocks.
+ *
  * @param bytes The index file.
  * @param header The header of the archive, as read now.
  * @param stamp The size, times, inode and file system of the archive file now.
