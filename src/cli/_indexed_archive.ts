@@ -97,7 +97,17 @@ async function open(
   stopPacing: () => void,
 ): Promise<IndexedArchive> {
   const { tmpdir, check = () => {} } = options;
-  const before = path === "-" ? undefined : stampOf(path);
+  let before = path === "-" ? undefined : stampOf(path);
+  // The ctime is known to the second: an index saved within the second of
+  // the archive's last change could not tell a change later in that second.
+  // So wait for the next second (at most 1 s, and only then) before reading.
+  if (options.saveIndex && before?.ctimeMs != null) {
+    const wait = Math.min(1000, (Math.floor(before.ctimeMs / 1000) + 1) * 1000 - Date.now());
+    if (wait > 0) {
+      await new Promise((r) => setTimeout(r, wait));
+      before = stampOf(path);
+    }
+  }
   const input = await openArchiveInput(path);
   // A zstd file with a seek table is read in place, frame by frame.
   const seekable = input.compression === "zstd" && input.inputSize !== undefined
