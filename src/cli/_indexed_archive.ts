@@ -19,7 +19,7 @@ import { openArchiveInput } from "./_archive_input.ts";
 import { toCliError } from "./_archive.ts";
 import { onCleanup } from "./_cleanup.ts";
 import { CliError, describeError } from "./_errors.ts";
-import { baseName, dirName } from "./_output.ts";
+import { dirName } from "./_output.ts";
 import { quote, shownQuoted } from "./_quote.ts";
 import { writeStderr } from "./_stdio.ts";
 import { openZstdSeekable, type ZstdSeekableReader } from "../compress/zstd_seekable.ts";
