@@ -19,7 +19,7 @@ import { openArchiveInput } from "./_archive_input.ts";
 import { toCliError } from "./_archive.ts";
 import { onCleanup } from "./_cleanup.ts";
 import { CliError, describeError } from "./_errors.ts";
-import { baseName, dirName } from "./_output.ts";
+import { dirName } from "./_output.ts";
 import { quote, shownQuoted } from "./_quote.ts";
 import { writeStderr } from "./_stdio.ts";
 import { openZstdSeekable, type ZstdSeekableReader } from "../compress/zstd_seekable.ts";
@@ -28,6 +28,18 @@ import { paceGarbageCollection } from "./_gc_pacer.ts";
 const BLOCK = 4096;
 /** Largest saved index file read: the index's own memory limit, and its framing. */
 const MAX_INDEX_FILE = 256 * 1024 * 1024 + 64 * 1024;
+/** The first bytes of a saved index file. */
+const INDEX_MAGIC = "VMAKITIX";
+
+/**
+ * The largest index an archive of `archiveSize` bytes can need: a run (18
+ * bytes) per stored cluster at most, each stored cluster at least one 4 KiB
+ * block of the archive, and 1 MiB for the fixed part and the devices (at
+ * most 255, names of at most 255 bytes); never more than {@linkcode MAX_INDEX_FILE}.
+ */
+function maxIndexFile(archiveSize: number): number {
+  return Math.min(MAX_INDEX_FILE, 1024 * 1024 + 18 * Math.ceil(archiveSize / BLOCK));
+}
 
 /** An indexed archive and the file its devices are read from. */
 export interface IndexedArchive {
@@ -85,7 +97,17 @@ async function open(
   stopPacing: () => void,
 ): Promise<IndexedArchive> {
   const { tmpdir, check = () => {} } = options;
-  const before = path === "-" ? undefined : stampOf(path);
+  let before = path === "-" ? undefined : stampOf(path);
+  // The ctime is known to the second: an index saved within the second of
+  // the archive's last change could not tell a change later in that second.
+  // So wait for the next second (at most 1 s, and only then) before reading.
+  if (options.saveIndex && before?.ctimeMs != null) {
+    const wait = Math.min(1000, (Math.floor(before.ctimeMs / 1000) + 1) * 1000 - Date.now());
+    if (wait > 0) {
+      await new Promise((r) => setTimeout(r, wait));
+      before = stampOf(path);
+    }
+  }
   const input = await openArchiveInput(path);
   // A zstd file with a seek table is read in place, frame by frame.
   const seekable = input.compression === "zstd" && input.inputSize !== undefined
@@ -251,12 +273,26 @@ async function openSeekable(
   }
 }
 
-/** The size and modification time of the file at `path`, if it is a regular file. */
+/** Whether `e` says a file name is too long for the file system. */
+function nameTooLong(e: unknown): boolean {
+  return (e as { code?: unknown } | null)?.code === "ENAMETOOLONG";
+}
+
+/**
+ * The size, times, inode and file system of the file at `path`, if it is a
+ * regular file.
+ */
 function stampOf(path: string): VmaIndexStamp | undefined {
   try {
     const info = Deno.statSync(path);
     if (!info.isFile || info.mtime === null) return undefined;
-    return { size: info.size, mtimeMs: info.mtime.getTime() };
+    return {
+      size: info.size,
+      mtimeMs: info.mtime.getTime(),
+      ino: info.ino,
+      dev: info.dev,
+      ctimeMs: info.ctime?.getTime() ?? null,
+    };
   } catch {
     return undefined;
   }
@@ -283,14 +319,21 @@ async function loadSavedIndex(
   try {
     info = await Deno.stat(indexPath);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
+    // A name too long for `<archive>.vmaidx` has no saved index.
+    if (e instanceof Deno.errors.NotFound || nameTooLong(e)) return undefined;
     return ignore(describeError(e));
   }
   if (!info.isFile) return ignore("not a regular file");
-  if (info.size > MAX_INDEX_FILE) return ignore(`${info.size} bytes is too large`);
   let bytes: Uint8Array;
   try {
-    bytes = await readAtMost(indexPath, MAX_INDEX_FILE);
+    // The magic first: a large file of anything else is not read whole.
+    const head = await readAtMost(indexPath, INDEX_MAGIC.length, true);
+    if (new TextDecoder().decode(head) !== INDEX_MAGIC) return ignore("not a vmakit index file");
+    const max = maxIndexFile(stamp.size);
+    if (info.size > max) {
+      return ignore(`${info.size} bytes is more than an index of this archive can need (${max})`);
+    }
+    bytes = await readAtMost(indexPath, max);
   } catch (e) {
     return ignore(describeError(e));
   }
@@ -304,27 +347,26 @@ async function loadSavedIndex(
   }
 }
 
-/** The bytes of the file at `path`, refused past `max` (it may grow while read). */
-async function readAtMost(path: string, max: number): Promise<Uint8Array> {
+/**
+ * The bytes of the file at `path`, refused past `max` (it may grow while
+ * read), read into one buffer; with `prefix`, only its first `max` bytes.
+ */
+async function readAtMost(path: string, max: number, prefix = false): Promise<Uint8Array> {
   const file = await Deno.open(path, { read: true });
   try {
-    const chunks: Uint8Array[] = [];
+    const size = (await file.stat()).size;
+    if (!prefix && size > max) throw new RangeError(`more than ${max} bytes`);
+    // One byte more than wanted, to tell a file that grew.
+    const out = new Uint8Array(Math.min(size, max) + 1);
     let total = 0;
-    for (;;) {
-      const chunk = new Uint8Array(Math.min(1 << 20, max + 1 - total));
-      const n = await file.read(chunk);
+    while (total < out.length) {
+      const n = await file.read(out.subarray(total));
       if (n === null) break;
       total += n;
-      if (total > max) throw new RangeError(`more than ${max} bytes`);
-      chunks.push(chunk.subarray(0, n));
     }
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const c of chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    if (prefix) return out.subarray(0, Math.min(total, max));
+    if (total > max) throw new RangeError(`more than ${max} bytes`);
+    return out.subarray(0, total);
   } finally {
     file.close();
   }
@@ -349,12 +391,16 @@ async function saveIndex(
     return;
   }
   const after = stampOf(indexPath.slice(0, -".vmaidx".length));
-  if (after === undefined || after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
+  if (
+    after === undefined ||
+    (["size", "mtimeMs", "ino", "dev", "ctimeMs"] as const).some((k) => after[k] !== before[k])
+  ) {
     warn("the archive changed while it was read");
     return;
   }
   const suffix = crypto.getRandomValues(new Uint32Array(2)).join("");
-  const temp = `${dirName(indexPath)}/.${baseName(indexPath)}.tmp-${suffix}`;
+  // Not named after the archive, so that it is no longer than the index's name.
+  const temp = `${dirName(indexPath)}/.vmaidx-${suffix}`;
   const forget = onCleanup(() => Deno.removeSync(temp));
   try {
     const bytes = await saveVmaIndex(index, before);
@@ -367,7 +413,11 @@ async function saveIndex(
     } catch {
       // not created
     }
-    warn(describeError(e));
+    warn(
+      nameTooLong(e)
+        ? "the archive's name is too long for the file system with .vmaidx added"
+        : describeError(e),
+    );
   } finally {
     forget();
   }

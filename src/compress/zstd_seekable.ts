@@ -6,13 +6,16 @@
  * 9-byte footer (frame count, descriptor, magic `0x8F92EAB1`).
  * {@linkcode openZstdSeekable} finds and checks the table;
  * {@linkcode ZstdSeekableReader} reads any range of the decompressed bytes,
- * decompressing only the frames it needs.
+ * decompressing only the frames it needs. The table's checksums (the low 32
+ * bits of each frame's XXH64) are ignored; a frame's own content checksum,
+ * when it has one, is checked by the zstd decoder.
  *
  * @module
  */
 import type { PositionedReader } from "../image/disk_image.ts";
 import type { DecompressionOptions } from "./compression.ts";
 import { decodeStream } from "./_decompress.ts";
+import { ZstdFrameScanner } from "./_zstd_frames.ts";
 
 const SKIPPABLE_MAGIC = 0x184d2a5e;
 const SEEKABLE_MAGIC = 0x8f92eab1;
@@ -26,6 +29,16 @@ type Zlib = typeof import("node:zlib");
 let zlibPromise: Promise<Zlib | undefined> | undefined;
 
 /**
+ * The most compressed bytes a frame of `size` bytes needs: zstd's worst case
+ * (`ZSTD_COMPRESSBOUND`: incompressible data stored in raw blocks, plus the
+ * frame's header and checksum).
+ */
+function compressBound(size: number): number {
+  const small = 128 * 1024;
+  return size + Math.floor(size / 256) + (size < small ? Math.floor((small - size) / 2048) : 0);
+}
+
+/**
  * node:zlib where the runtime has it (Deno, Node, Bun), loaded on first use
  * by a name it cannot resolve ahead (browsers have none).
  */
@@ -36,9 +49,13 @@ function loadZlib(): Promise<Zlib | undefined> {
 }
 
 /**
- * One frame decompressed by node:zlib into a single buffer of `size` bytes
- * (the output chunk is the frame's size: no pieces to gather, no garbage);
- * more output than `size` stops it. Undefined without node:zlib's zstd.
+ * One frame decompressed by node:zlib into a single buffer (the output chunk
+ * is one byte more than the frame's size: no pieces to gather, no garbage,
+ * and a frame that fills it is too large); more output than `size + 1`
+ * stops it. `compressed` must be exactly one frame: Deno's zlib stops after
+ * the first frame, ignores what follows, and, when the output chunk is full
+ * with input left, throws out of reach of any callback. Undefined without
+ * node:zlib's zstd.
  */
 async function zlibFrame(
   compressed: Uint8Array,
@@ -50,7 +67,7 @@ async function zlibFrame(
     try {
       zlib.zstdDecompress(
         compressed,
-        { chunkSize: Math.max(64, size), maxOutputLength: Math.max(1, size) },
+        { chunkSize: Math.max(64, size + 1), maxOutputLength: size + 1 },
         (error, result) => {
           if (error) {
             const code = (error as { code?: string }).code;
@@ -66,11 +83,36 @@ async function zlibFrame(
   });
 }
 
+/**
+ * Where each zstd frame of `compressed` starts and ends; skippable frames are
+ * left out. Throws a `SyntaxError` when anything else is there, or a frame is
+ * cut short.
+ */
+function framesIn(compressed: Uint8Array): [number, number][] {
+  const scanner = new ZstdFrameScanner();
+  const spans: [number, number][] = [];
+  let start = -1;
+  for (const piece of scanner.push(compressed)) {
+    // The magic comes as a constant of its own; the rest are views of `compressed`.
+    if (piece.bytes.buffer !== compressed.buffer) continue;
+    const at = piece.bytes.byteOffset - compressed.byteOffset;
+    if (start < 0) start = at - 4;
+    if (piece.end) {
+      spans.push([start, at + piece.bytes.length]);
+      start = -1;
+    }
+  }
+  scanner.finish();
+  return spans;
+}
+
 /** Options of {@linkcode openZstdSeekable}. */
 export interface ZstdSeekableOptions extends DecompressionOptions {
   /**
    * The largest decompressed size one frame may declare, in bytes; a table
-   * with a larger frame is refused (each frame is decompressed whole).
+   * with a larger frame is refused (each frame is decompressed whole), and
+   * so is a frame of more compressed bytes than zstd's worst case for this
+   * size (each frame is read whole).
    *
    * @default {67108864}
    */
@@ -83,6 +125,14 @@ export interface ZstdSeekableOptions extends DecompressionOptions {
    */
   cacheBytes?: number;
   /**
+   * Bytes of frames being read and decompressed at once (compressed plus
+   * decompressed size of each): more concurrent reads of other frames wait
+   * their turn; one frame is always let through, whatever its size.
+   *
+   * @default {134217728}
+   */
+  decodingBytes?: number;
+  /**
    * The most memory the seek table may take, 16 bytes per frame.
    *
    * @default {67108864}
@@ -94,7 +144,9 @@ export interface ZstdSeekableOptions extends DecompressionOptions {
  * Positioned reads of the decompressed bytes of a seekable zstd file, from
  * {@linkcode openZstdSeekable}. Each frame read is decompressed whole,
  * checked against the size the table gives it, and kept in a cache bounded
- * by bytes. Concurrent reads of one frame decompress it once.
+ * by bytes. Concurrent reads of one frame decompress it once; concurrent
+ * reads of different frames are decompressed at once only as far as
+ * `decodingBytes` allows.
  */
 export class ZstdSeekableReader implements PositionedReader {
   readonly #file: PositionedReader;
@@ -106,6 +158,11 @@ export class ZstdSeekableReader implements PositionedReader {
   readonly #pending = new Map<number, Promise<Uint8Array>>();
   #cached = 0;
   #closed = false;
+  readonly #decodingBytes: number;
+  /** Bytes of the frames being decompressed now. */
+  #decoding = 0;
+  /** Frames waiting for {@linkcode #decoding} to make room, first come first served. */
+  readonly #waiting: { cost: number; go: () => void }[] = [];
 
   /** @internal Built by {@linkcode openZstdSeekable}. */
   constructor(
@@ -119,6 +176,7 @@ export class ZstdSeekableReader implements PositionedReader {
     this.#decompressedAt = decompressedAt;
     this.#options = options;
     this.#cacheBytes = options.cacheBytes ?? 8 * 1024 * 1024;
+    this.#decodingBytes = options.decodingBytes ?? 128 * 1024 * 1024;
   }
 
   /** Size of the decompressed bytes. */
@@ -202,10 +260,37 @@ export class ZstdSeekableReader implements PositionedReader {
     }
     let pending = this.#pending.get(i);
     if (pending === undefined) {
-      pending = this.#decompress(i).finally(() => this.#pending.delete(i));
+      pending = this.#decompressInTurn(i).finally(() => this.#pending.delete(i));
       this.#pending.set(i, pending);
     }
     return pending;
+  }
+
+  /** {@linkcode #decompress} once the frame's bytes fit in `decodingBytes`. */
+  async #decompressInTurn(i: number): Promise<Uint8Array> {
+    const cost = this.#compressedAt[i + 1] - this.#compressedAt[i] +
+      this.#decompressedAt[i + 1] - this.#decompressedAt[i];
+    if (
+      this.#decoding > 0 &&
+      (this.#waiting.length > 0 || this.#decoding + cost > this.#decodingBytes)
+    ) {
+      await new Promise<void>((go) => this.#waiting.push({ cost, go }));
+    } else {
+      this.#decoding += cost;
+    }
+    try {
+      return await this.#decompress(i);
+    } finally {
+      this.#decoding -= cost;
+      // Let the waiting frames in, in turn, as long as they fit (at least one).
+      while (this.#waiting.length > 0) {
+        const next = this.#waiting[0];
+        if (this.#decoding > 0 && this.#decoding + next.cost > this.#decodingBytes) break;
+        this.#waiting.shift();
+        this.#decoding += next.cost;
+        next.go();
+      }
+    }
   }
 
   async #decompress(i: number): Promise<Uint8Array> {
@@ -221,12 +306,40 @@ export class ZstdSeekableReader implements PositionedReader {
       bad(`decompresses to ${got} bytes, not the ${size} of the seek table`);
     const invalid = (e: unknown) =>
       bad(`is not valid zstd (${e instanceof Error ? e.message : String(e)})`);
-    const fast = this.#options.zstd === undefined ? await zlibFrame(compressed, size) : undefined;
-    if (fast !== undefined) {
-      if ("error" in fast) throw fast.over ? over() : invalid(fast.error);
-      if (fast.bytes.length > size) throw over();
-      if (fast.bytes.length < size) throw fewer(fast.bytes.length);
-      return this.#keep(i, fast.bytes);
+    // Whole zstd frames (skippable frames aside) and nothing else: node:zlib
+    // stops after one frame and ignores what follows, or throws out of reach
+    // when it fills its output with input left, so it gets one frame at a time.
+    let spans: [number, number][];
+    try {
+      spans = framesIn(compressed);
+      if (spans.length === 0) throw new Error("it holds no frame");
+    } catch (e) {
+      throw invalid(e);
+    }
+    if (this.#options.zstd === undefined) {
+      const parts: Uint8Array[] = [];
+      let got = 0;
+      for (const [from, to] of spans) {
+        const fast = await zlibFrame(compressed.subarray(from, to), size - got);
+        if (fast === undefined) break;
+        if ("error" in fast) throw fast.over ? over() : invalid(fast.error);
+        if (fast.bytes.length > size - got) throw over();
+        parts.push(fast.bytes);
+        got += fast.bytes.length;
+      }
+      if (parts.length === spans.length) {
+        if (got < size) throw fewer(got);
+        // One frame (the usual case) needs no copy.
+        const whole = parts.length === 1 ? parts[0] : new Uint8Array(size);
+        if (parts.length > 1) {
+          let at = 0;
+          for (const part of parts) {
+            whole.set(part, at);
+            at += part.length;
+          }
+        }
+        return this.#keep(i, whole);
+      }
     }
     const out = new Uint8Array(size);
     let got = 0;
@@ -304,7 +417,8 @@ export class ZstdSeekableReader implements PositionedReader {
  *   does not end with a seekable footer.
  * @throws {SyntaxError} When the footer is there but the table is malformed
  *   or does not describe the file.
- * @throws {RangeError} When a frame is larger than `maxFrameSize`, or the
+ * @throws {RangeError} When a frame is larger than `maxFrameSize` (or its
+ *   compressed bytes more than zstd's worst case for that size), or the
  *   table would take more than `maxTableBytes`.
  */
 export async function openZstdSeekable(
@@ -313,6 +427,7 @@ export async function openZstdSeekable(
 ): Promise<ZstdSeekableReader | undefined> {
   const maxFrameSize = options.maxFrameSize ?? 64 * 1024 * 1024;
   const maxTableBytes = options.maxTableBytes ?? 64 * 1024 * 1024;
+  const maxCompressed = compressBound(maxFrameSize);
   const size = file.size;
   if (size < FOOTER_SIZE + 8) return undefined;
   const footer = await file.read(size - FOOTER_SIZE, FOOTER_SIZE);
@@ -358,6 +473,12 @@ export async function openZstdSeekable(
       const compressed = pv.getUint32(k * entry, true);
       const decompressed = pv.getUint32(k * entry + 4, true);
       if (compressed === 0) throw bad(`gives frame ${first + k} no bytes`);
+      if (compressed > maxCompressed) {
+        throw new RangeError(
+          `Cannot read the seekable zstd file: frame ${first + k} takes ${compressed} ` +
+            `compressed bytes, more than ${maxCompressed} (zstd's worst case for maxFrameSize)`,
+        );
+      }
       if (decompressed > maxFrameSize) {
         throw new RangeError(
           `Cannot read the seekable zstd file: frame ${first + k} declares ${decompressed} ` +

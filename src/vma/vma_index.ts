@@ -275,12 +275,13 @@ export class VmaIndex {
 
 /** First bytes of a saved index; a u32 format version (1) and a u32 zero follow. */
 const INDEX_MAGIC = new TextEncoder().encode("VMAKITIX");
-const INDEX_VERSION = 1;
+const INDEX_VERSION = 2;
 /**
  * Fixed part of a saved index: magic, version, zero, stamp (size, mtime),
- * archive size, uuid, device count.
+ * archive size, uuid, device count, the rest of the stamp (inode, device,
+ * ctime; -1 when unknown).
  */
-const INDEX_FIXED = 16 + 8 + 8 + 8 + 36 + 4;
+const INDEX_FIXED = 16 + 8 + 8 + 8 + 36 + 4 + 8 + 8 + 8;
 /** Per device: id, name length, device size, run count (the name follows). */
 const INDEX_DEVICE = 4 + 4 + 8 + 4;
 /** The SHA-256 at the end of a saved index. */
@@ -288,13 +289,32 @@ const INDEX_DIGEST = 32;
 
 /**
  * What a saved index records of the archive file it describes, to tell
- * whether the file changed since: its size and modification time.
+ * whether the file changed since: its size and modification time, and where
+ * the system gives them its inode, file system and status change time, so
+ * that another file given the same size and time (`touch -r`, `cp -p`), or
+ * the archive copied or moved, is not taken for it (it is indexed anew).
  */
 export interface VmaIndexStamp {
   /** The size of the archive file in bytes. */
   readonly size: number;
   /** Its modification time in milliseconds since the epoch. */
   readonly mtimeMs: number;
+  /** Its inode number, where the system gives one. */
+  readonly ino?: number | null;
+  /** The file system (device) it is on, where the system gives one. */
+  readonly dev?: number | null;
+  /**
+   * Its status change time (ctime) in milliseconds since the epoch, where
+   * known (Deno gives it to the second: a file rewritten in place within the
+   * second of the archive's last change, keeping its size, modification time
+   * and uuid, is not told apart).
+   */
+  readonly ctimeMs?: number | null;
+}
+
+/** The optional parts of `stamp`, -1 for those unknown. */
+function stampExtras(stamp: VmaIndexStamp): number[] {
+  return [stamp.ino, stamp.dev, stamp.ctimeMs].map((v) => v ?? -1);
 }
 
 /** Options of {@linkcode loadVmaIndex}. */
@@ -341,7 +361,7 @@ async function sha256(bytes: Uint8Array): Promise<Uint8Array> {
  * ```
  *
  * @param index The index, from {@linkcode indexVma}.
- * @param stamp The size and modification time of the archive file.
+ * @param stamp The size, times, inode and file system of the archive file.
  * @returns The bytes of the index file.
  * @throws {RangeError} When `stamp` holds no byte count or time.
  */
@@ -362,6 +382,7 @@ export async function saveVmaIndex(index: VmaIndex, stamp: VmaIndexStamp): Promi
   view.setBigUint64(32, BigInt(index.archiveSize), true);
   out.set(new TextEncoder().encode(index.header.uuid.padEnd(36, " ").slice(0, 36)), 40);
   view.setUint32(76, devices.length, true);
+  stampExtras(stamp).forEach((v, k) => view.setFloat64(80 + 8 * k, v, true));
   let at = INDEX_FIXED;
   devices.forEach((d, i) => {
     const runs = index.table(d.name)!.runs;
@@ -384,7 +405,8 @@ export async function saveVmaIndex(index: VmaIndex, stamp: VmaIndexStamp): Promi
 
 function checkStamp(stamp: VmaIndexStamp): void {
   if (
-    !Number.isSafeInteger(stamp.size) || stamp.size < 0 || !Number.isFinite(stamp.mtimeMs)
+    !Number.isSafeInteger(stamp.size) || stamp.size < 0 || !Number.isFinite(stamp.mtimeMs) ||
+    !stampExtras(stamp).every(Number.isFinite)
   ) {
     throw new RangeError(
       `Cannot use the index stamp: size ${stamp.size} and time ${stamp.mtimeMs} are not a file's`,
@@ -397,11 +419,18 @@ function checkStamp(stamp: VmaIndexStamp): void {
  * its SHA-256, its format version, every count against its length, every run
  * against its device and the archive size, and the memory it takes against
  * `maxBytes`. It is used only for the archive it was saved for: same file
- * size and modification time (`stamp`), same header uuid and devices.
+ * size and modification time, same inode, file system and ctime where known
+ * (`stamp`), same header uuid and devices: an archive copied or moved, or
+ * another file given its size and times, is indexed anew.
+ *
+ * A saved index is trusted like the archive itself (whoever can write it can
+ * write the archive): its runs are checked against their devices and the
+ * archive's size, not against the extents of the archive, so a well-signed
+ * index whose runs point at other stored blocks reads those blocks.
  *
  * @param bytes The index file.
  * @param header The header of the archive, as read now.
- * @param stamp The size and modification time of the archive file now.
+ * @param stamp The size, times, inode and file system of the archive file now.
  * @param options The memory limit.
  * @returns The index, as {@linkcode indexVma} built it.
  * @throws {SyntaxError} When the file is not an index, is damaged, or holds a
@@ -418,10 +447,10 @@ export async function loadVmaIndex(
   checkStamp(stamp);
   const budget = new Budget(options.maxBytes ?? DEFAULT_MAX_BYTES);
   const bad = (why: string) => new SyntaxError(`Cannot load the index: ${why}`);
-  if (bytes.length < INDEX_FIXED + INDEX_DIGEST) throw bad(`${bytes.length} bytes is too short`);
   for (let i = 0; i < INDEX_MAGIC.length; i++) {
     if (bytes[i] !== INDEX_MAGIC[i]) throw bad("not a vmakit index file");
   }
+  if (bytes.length < INDEX_FIXED + INDEX_DIGEST) throw bad(`${bytes.length} bytes is too short`);
   const end = bytes.length - INDEX_DIGEST;
   const version = new DataView(bytes.buffer, bytes.byteOffset).getUint32(8, true);
   if (version !== INDEX_VERSION) throw bad(`format version ${version} is not supported`);
@@ -435,6 +464,13 @@ export async function loadVmaIndex(
   if (size !== stamp.size || mtimeMs !== stamp.mtimeMs) {
     throw new RangeError(
       "Cannot load the index: the archive file changed since it was saved (size or time)",
+    );
+  }
+  const extras = stampExtras(stamp);
+  if (extras.some((v, k) => view.getFloat64(80 + 8 * k, true) !== v)) {
+    throw new RangeError(
+      "Cannot load the index: the archive file was replaced, copied or moved since it was " +
+        "saved (inode, file system or ctime)",
     );
   }
   const uuid = new TextDecoder().decode(bytes.subarray(40, 76)).trimEnd();

@@ -135,6 +135,34 @@ Deno.test("openZstdSeekable refuses seek tables that lie", async () => {
     "RangeError",
     "frame 0 declares 2147483647 bytes, more than 67108864 (maxFrameSize)",
   );
+  // More compressed bytes than zstd's worst case for maxFrameSize (1000 +
+  // 1000/256 + (128 KiB - 1000)/2048 = 1066): refused before any is read.
+  const stored = { compressed: data(1067), decompressed: 1000 };
+  await assert.rejects(openZstdSeekable(fileOf(seekableFile([stored])), { maxFrameSize: 1000 }), {
+    name: "RangeError",
+    message: "Cannot read the seekable zstd file: frame 0 takes 1067 compressed bytes, " +
+      "more than 1066 (zstd's worst case for maxFrameSize)",
+  });
+  stored.compressed = stored.compressed.subarray(0, 1066);
+  assert.ok(await openZstdSeekable(fileOf(seekableFile([stored])), { maxFrameSize: 1000 }));
+  // The default: 64 MiB + 256 KiB, in a sparse file of that much.
+  const table = seekableFile([{ compressed: new Uint8Array(1), decompressed: 1 }]).slice(1);
+  const claimed = 64 * 1024 * 1024 + 256 * 1024 + 1;
+  new DataView(table.buffer).setUint32(8, claimed, true);
+  const sparse = {
+    size: claimed + table.length,
+    read(p: number, n: number) {
+      const out = new Uint8Array(Math.max(0, Math.min(n, this.size - p)));
+      for (let k = 0; k < out.length; k++) out[k] = p + k < claimed ? 0 : table[p + k - claimed];
+      return Promise.resolve(out);
+    },
+    close: () => Promise.resolve(),
+  };
+  await assert.rejects(openZstdSeekable(sparse), {
+    name: "RangeError",
+    message: "Cannot read the seekable zstd file: frame 0 takes 67371009 compressed bytes, " +
+      "more than 67371008 (zstd's worst case for maxFrameSize)",
+  });
   await assert.rejects(openZstdSeekable(fileOf(good), { maxTableBytes: 32 }), {
     name: "RangeError",
     message: "Cannot read the seekable zstd file: 4 frames need more than 32 bytes (maxTableBytes)",
@@ -186,5 +214,112 @@ Deno.test("ZstdSeekableReader with a given zstd decoder (the streaming path) rea
     name: "SyntaxError",
     message:
       "Cannot read the seekable zstd file: frame 0 at 0 decompresses to more than the 1000 bytes of the seek table",
+  });
+});
+
+Deno.test("ZstdSeekableReader refuses junk or a cut frame in an entry, reads every frame of one", async () => {
+  // Frames of exactly the declared size followed by more in the same entry:
+  // Deno's zlib ignored the rest, or threw an uncaught error that ended the process.
+  const a = new Uint8Array(zstdCompressSync(new Uint8Array(1000).fill(1)));
+  const b = new Uint8Array(zstdCompressSync(new Uint8Array(1000).fill(2)));
+  const cases: [Uint8Array, string][] = [
+    [
+      new Uint8Array([...a, ...new Uint8Array(50).fill(0x41)]),
+      `unknown frame magic 0x41414141 at offset ${a.length} (not zstd data)`,
+    ],
+    [
+      a.subarray(0, a.length - 1),
+      `the input ends inside a frame: ${a.length - 1} bytes, the frame at offset 0 is cut short`,
+    ],
+  ];
+  for (const [compressed, why] of cases) {
+    const reader = await openZstdSeekable(
+      fileOf(seekableFile([{ compressed, decompressed: 1000 }])),
+    );
+    await assert.rejects(reader!.read(0, 1000), {
+      name: "SyntaxError",
+      message: `Cannot read the seekable zstd file: frame 0 at 0 is not valid zstd (${why})`,
+    });
+  }
+  // Two frames where the table says 1000 bytes: both are decoded, too many.
+  const two = await openZstdSeekable(
+    fileOf(seekableFile([{ compressed: new Uint8Array([...a, ...b]), decompressed: 1000 }])),
+  );
+  await assert.rejects(two!.read(0, 1000), {
+    name: "SyntaxError",
+    message:
+      "Cannot read the seekable zstd file: frame 0 at 0 decompresses to more than the 1000 bytes of the seek table",
+  });
+  // A frame of exactly the declared size, alone or with more frames (an
+  // empty one, as node:zlib's zstdCompressSync may add, a skippable one), reads.
+  const empty = new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0, 0x58, 1, 0, 0]);
+  const skippable = new Uint8Array([0x50, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 9, 9]);
+  const ones = new Uint8Array(1000).fill(1);
+  const cases2: [Uint8Array, Uint8Array][] = [
+    [a, ones],
+    [new Uint8Array([...a, ...empty, ...skippable]), ones],
+    [new Uint8Array([...skippable, ...a, ...b]), new Uint8Array([...ones, ...ones.map(() => 2)])],
+  ];
+  for (const [compressed, expected] of cases2) {
+    const good = await openZstdSeekable(
+      fileOf(seekableFile([{ compressed, decompressed: expected.length }])),
+    );
+    assert.deepEqual(await good!.read(0, expected.length), expected);
+  }
+});
+
+Deno.test("ZstdSeekableReader decompresses concurrent reads of different frames only as far as decodingBytes allows", async () => {
+  // 16 frames of the same bytes, so of the same cost.
+  const piece = data(10_000);
+  const source = new Uint8Array(160_000).map((_, k) => piece[k % 10_000]);
+  const entries = framesOf(source, 10_000);
+  const bytes = seekableFile(entries);
+  const cost = entries[0].compressed.length + 10_000;
+  for (const [decodingBytes, most] of [[2 * cost, 2], [3 * cost - 1, 2], [1, 1], [16 * cost, 16]]) {
+    // Reads of the frames' bytes held open until the next turn of the event loop.
+    let inFlight = 0;
+    let peak = 0;
+    const file = {
+      size: bytes.length,
+      async read(p: number, n: number) {
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        await new Promise((r) => setTimeout(r, 0));
+        inFlight--;
+        return bytes.slice(p, p + n);
+      },
+      close: () => Promise.resolve(),
+    };
+    const reader = await openZstdSeekable(file, { decodingBytes, cacheBytes: 0 });
+    peak = 0;
+    const got = await Promise.all(
+      entries.map((_, k) => reader!.read(k * 10_000 + 5, 100)),
+    );
+    got.forEach((g, k) => assert.deepEqual(g, source.slice(k * 10_000 + 5, k * 10_000 + 105)));
+    assert.equal(peak, most, `decodingBytes ${decodingBytes}`);
+  }
+});
+
+Deno.test("ZstdSeekableReader ignores the seek table's checksums but checks a frame's own", async () => {
+  const source = data(50_000);
+  const { constants } = await import("node:zlib");
+  const framed = new Uint8Array(
+    zstdCompressSync(source, { params: { [constants.ZSTD_c_checksumFlag]: 1 } }),
+  );
+  // Wrong table checksums (0x12345678): read as they are.
+  const fine = await openZstdSeekable(
+    fileOf(seekableFile([{ compressed: framed, decompressed: 50_000 }], { checksums: true })),
+  );
+  assert.deepEqual(await fine!.read(0, 50_000), source);
+  // The frame's own checksum (its last 4 bytes) damaged: refused.
+  const damaged = framed.slice();
+  damaged[damaged.length - 1] ^= 1;
+  const bad = await openZstdSeekable(
+    fileOf(seekableFile([{ compressed: damaged, decompressed: 50_000 }])),
+  );
+  await assert.rejects(bad!.read(0, 10), {
+    name: "SyntaxError",
+    message:
+      /^Cannot read the seekable zstd file: frame 0 at 0 is not valid zstd \(.*checksum.*\)$/i,
   });
 });

@@ -27,7 +27,15 @@ function makeDisk(size: number, seed: number): Uint8Array {
   return disk;
 }
 
-const STAMP = { size: 0, mtimeMs: 1_700_000_000_123.5 };
+const STAMP = {
+  size: 0,
+  mtimeMs: 1_700_000_000_123.5,
+  ino: 4242,
+  dev: 2049,
+  ctimeMs: 1_700_000_001_000,
+};
+/** Bytes before the first device in an index file (format 2). */
+const FIXED = 104;
 
 /** An archive of three devices (partly zero clusters and blocks, shuffled order). */
 async function archive(uuid?: string): Promise<Uint8Array> {
@@ -87,7 +95,7 @@ Deno.test("saveVmaIndex and loadVmaIndex: the loaded index reads every device as
   const built = await indexVma(ReadableStream.from([data]));
   const saved = await saveVmaIndex(built, stamp);
   assert.deepEqual([...saved.subarray(0, 16)], [
-    ...new TextEncoder().encode("VMAKITIX\x01\0\0\0\0\0\0\0"),
+    ...new TextEncoder().encode("VMAKITIX\x02\0\0\0\0\0\0\0"),
   ]);
   const loaded = await loadVmaIndex(saved, await headerOf(data), stamp);
   assert.equal(loaded.archiveSize, built.archiveSize);
@@ -109,6 +117,26 @@ Deno.test("loadVmaIndex refuses an index of a changed file or another archive (R
   await assert.rejects(loadVmaIndex(saved, header, { ...stamp, size: stamp.size + 1 }), {
     name: "RangeError",
     message: changed,
+  });
+  // Another file given the same size and times (cp -p, touch -r), or the
+  // archive copied or moved: another inode, file system or ctime.
+  const replaced = "Cannot load the index: the archive file was replaced, copied or moved " +
+    "since it was saved (inode, file system or ctime)";
+  for (
+    const other of [{ ino: 4243 }, { dev: 2050 }, { ctimeMs: stamp.ctimeMs + 1 }, { ino: null }]
+  ) {
+    await assert.rejects(loadVmaIndex(saved, header, { ...stamp, ...other }), {
+      name: "RangeError",
+      message: replaced,
+    });
+  }
+  // Where the system gives none of them, size and time alone.
+  const bare = { size: stamp.size, mtimeMs: stamp.mtimeMs };
+  const savedBare = await saveVmaIndex(await indexVma(ReadableStream.from([data])), bare);
+  assert.ok(await loadVmaIndex(savedBare, header, { ...bare, ino: null, ctimeMs: null }));
+  await assert.rejects(loadVmaIndex(savedBare, header, stamp), {
+    name: "RangeError",
+    message: replaced,
   });
   const other = await headerOf(await archive("99999999-8888-4777-8666-555555555555"));
   await assert.rejects(loadVmaIndex(saved, other, stamp), {
@@ -138,19 +166,19 @@ Deno.test("loadVmaIndex refuses damaged, foreign and hostile index files (Syntax
   await refuse(saved.subarray(0, 50), "50 bytes is too short");
   await refuse(new Uint8Array(200), "not a vmakit index file");
   const v2 = saved.slice();
-  v2[8] = 2;
-  await refuse(v2, "format version 2 is not supported");
+  v2[8] = 1;
+  await refuse(v2, "format version 1 is not supported");
   const flipped = saved.slice();
   flipped[100] ^= 1;
   await refuse(flipped, "the checksum does not match (damaged)");
   // Well signed but hostile: a run count of 2^32 - 1 for the first device.
   const huge = saved.slice();
-  new DataView(huge.buffer).setUint32(80 + 16, 0xffffffff, true);
+  new DataView(huge.buffer).setUint32(FIXED + 16, 0xffffffff, true);
   await refuse(await resign(huge), "it ends early");
   // A run past the end of the archive.
   const beyond = saved.slice();
-  const nameLength = new DataView(beyond.buffer).getUint32(80 + 4, true);
-  new DataView(beyond.buffer).setBigUint64(80 + 20 + nameLength + 8, 1n << 40n, true);
+  const nameLength = new DataView(beyond.buffer).getUint32(FIXED + 4, true);
+  new DataView(beyond.buffer).setBigUint64(FIXED + 20 + nameLength + 8, 1n << 40n, true);
   await refuse(await resign(beyond), "run 0 of a device is out of bounds");
   // An archive size beyond the file.
   const larger = saved.slice();
@@ -185,8 +213,8 @@ Deno.test("loadVmaIndex: 3000 mutated index files are refused, or accepted with 
     if (kind === 4) {
       // A small change to one run's offset or mask: often still in bounds.
       const view = new DataView(bytes.buffer);
-      const first = 80 + 20 + view.getUint32(84, true);
-      const runs = view.getUint32(80 + 16, true);
+      const first = FIXED + 20 + view.getUint32(FIXED + 4, true);
+      const runs = view.getUint32(FIXED + 16, true);
       const at = first + 18 * random(runs);
       if (random(2) === 0) {
         view.setBigUint64(
