@@ -20,13 +20,7 @@ import { createProgress } from "./_progress.ts";
 import { type DiskSource, openDiskSource } from "./_raw_source.ts";
 import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
 import { parseVmConfig, vmConfigPlan } from "./_vm_config.ts";
-import {
-  type Compress,
-  compressor,
-  openSink,
-  pump as pumpChunks,
-  pumpRecycling,
-} from "./_archive_sink.ts";
+import { type Compress, compressor, openSink, pumpArchive } from "./_archive_sink.ts";
 import { quote, shown, shownQuoted } from "./_quote.ts";
 import { MAX_BLOB_SIZE } from "../vma/_layout.ts";
 
@@ -393,17 +387,7 @@ export async function runPipeline(
   const { sources, devices } = inputs;
   const sink = await openSink(plan.path);
   const transform = makeCompressor(plan.compress, options.zstdLevel, options.threads);
-  // The compressor is done with a chunk once its write settles, so chunks are recycled.
-  const pump = transform
-    ? Promise.all([
-      pumpRecycling(writer, transform.writable),
-      transform.recycle && sink.reusesNothing
-        ? pumpChunks(transform.readable, sink.writable, (chunk) => transform.recycle!(chunk))
-        : transform.readable.pipeTo(sink.writable),
-    ])
-    : sink.reusesNothing
-    ? pumpRecycling(writer, sink.writable)
-    : writer.readable.pipeTo(sink.writable);
+  const pump = pumpArchive(writer, transform, sink);
   const bar = createProgress("create", options.progress);
   const onBytes = progressCounter(
     writer,

@@ -14,7 +14,7 @@ import {
   compressor,
   DEFAULT_ZSTD_LEVEL,
   openSink,
-  pumpRecycling,
+  pumpArchive,
 } from "./_archive_sink.ts";
 import { lstatOrUndefined } from "./_output.ts";
 import type { VmaDiskImage } from "../vma/vma_index.ts";
@@ -95,10 +95,7 @@ Options:
       const devices = header.devices.map((d) => writer.addDevice(d.name, d.size));
       const sink = await openSink(output);
       const transform = compressor(compress, DEFAULT_ZSTD_LEVEL);
-      const pump = transform || !sink.reusesNothing
-        ? (transform ? writer.readable.pipeThrough(transform) : writer.readable)
-          .pipeTo(sink.writable)
-        : pumpRecycling(writer, sink.writable);
+      const pump = pumpArchive(writer, transform, sink);
       const feed = async () => {
         for (const device of devices) {
           const image = await archive.openDisk(device.name);
