@@ -12,9 +12,18 @@ export function zstdFrameBound(length: number): number {
   return length + (length >>> 8) + 1024;
 }
 
-const params = (level: number) => ({
+/** Options of {@linkcode ZstdFrameEncoder} beyond the level. */
+export interface ZstdFrameOptions {
+  /** log2 of the window; zstd picks it from the level when absent. */
+  windowLog?: number;
+  /** A checksum at the end of each frame (default true, as the zstd tool writes). */
+  checksum?: boolean;
+}
+
+const params = (level: number, options: ZstdFrameOptions = {}) => ({
   [constants.ZSTD_c_compressionLevel]: level,
-  [constants.ZSTD_c_checksumFlag]: 1,
+  [constants.ZSTD_c_checksumFlag]: options.checksum === false ? 0 : 1,
+  ...(options.windowLog === undefined ? {} : { [constants.ZSTD_c_windowLog]: options.windowLog }),
 });
 
 /** node:zlib's compressor handle: `writeSync(flush, in, inOff, inLen, out, outOff, outLen)`. */
@@ -40,13 +49,15 @@ interface ZstdHandle {
  */
 export class ZstdFrameEncoder {
   #level: number;
+  #options: ZstdFrameOptions;
   #stream: ReturnType<typeof createZstdCompress> | undefined;
   #handle: ZstdHandle | undefined;
   #state: Uint32Array | undefined;
 
-  constructor(level: number) {
+  constructor(level: number, options: ZstdFrameOptions = {}) {
     this.#level = level;
-    const stream = createZstdCompress({ params: params(level) });
+    this.#options = options;
+    const stream = createZstdCompress({ params: params(level, options) });
     // deno-lint-ignore no-explicit-any
     const internal = stream as any;
     if (
@@ -69,7 +80,7 @@ export class ZstdFrameEncoder {
     if (this.#handle === undefined) {
       const frame = zstdCompressSync(input, {
         chunkSize: zstdFrameBound(input.length),
-        params: params(this.#level),
+        params: params(this.#level, this.#options),
       });
       out.set(frame);
       return frame.length;
