@@ -39,6 +39,17 @@ export function parseCommandArgs(command: string, args: string[], options: Optio
       const flag = m[1].split(",")[0].replace(/ <value>$/, "");
       throw new UsageError(`option ${shownQuoted(flag)} needs a value`, command);
     }
+    if (
+      code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" &&
+      (m = /Option '([^']*)' argument is ambiguous/.exec(message))
+    ) {
+      // `--threads -1`: parseArgs takes -1 for an option, not a value.
+      const flag = m[1].split(",")[0].replace(/ <value>$/, "");
+      throw new UsageError(
+        `option ${shownQuoted(flag)} needs a value (or use ${flag}=-...)`,
+        command,
+      );
+    }
     throw new UsageError(message.split("\n")[0].replace(/\.$/, ""), command);
   }
 }

@@ -122,6 +122,10 @@ const usageErrors: [string[], string][] = [
   [["create", "a.vma", "-c"], "option '-c' needs a value"],
   [["create", "a.vma", "--bogus"], "unknown option '--bogus'"],
   [
+    ["create", "a.vma", "--threads", "-1"],
+    "option '--threads' needs a value (or use --threads=-...)",
+  ],
+  [
     ["create", "d", "--vmid", "abc"],
     "invalid --vmid 'abc': a VM id is a number from 100 to 999999999",
   ],
