@@ -25,13 +25,15 @@ Standard output must not be a terminal.
 
 The archive is first read once whole and checked, as verify does, to index
 where each cluster is; the device is then read at random from the file. A
-compressed archive (.zst, .gz, .lzo) or standard input is spooled,
+.vma.zst with a seek table (as vma create writes) is read in place; any
+other compressed archive (.zst, .gz, .lzo) or standard input is spooled,
 decompressed, to a temporary file (sparse where the archive has zeros) next
 to the archive or in --tmpdir; it is removed on exit.
 
 With --save-index, the index of a plain archive file is saved next to it as
 <filename>.vmaidx; later runs (cat, serve, repack) use it instead of reading
-the archive whole while the archive keeps its size, time and uuid.
+the archive whole while the archive is the same file, unchanged (size,
+times, inode and uuid).
 
 Options:
       --tmpdir <dir>  where to spool a compressed archive

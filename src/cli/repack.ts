@@ -38,10 +38,11 @@ of the same disks give the same bytes, whatever order they were written in,
 so deduplicating backup tools (borg, restic) store them once.
 
 <in> is read twice at most: once whole, checked as verify does, to index it,
-then at random. A compressed <in> (or standard input) is spooled, decompressed,
-to a temporary file next to it or in --tmpdir, removed on exit. <out> is
-written under a temporary name and renamed when complete; '-' is standard
-output (not a terminal).
+then at random. A .vma.zst with a seek table is read in place; any other
+compressed <in> (or standard input) is spooled, decompressed, to a temporary
+file next to it or in --tmpdir, removed on exit. <out> is written under a
+temporary name and renamed when complete; '-' is standard output (not a
+terminal).
 
 Options:
       --ordered          write clusters in device and cluster order
@@ -49,7 +50,8 @@ Options:
       --ctime <time>     the new archive time: seconds since the epoch or an
                          ISO 8601 date (default: the input's)
       --compress <kind>  zstd, gzip or none (default: from <out>'s name:
-                         .zst, .gz, else none)
+                         .zst, .gz, else none); zstd is written with a seek
+                         table, as vma create writes it
       --tmpdir <dir>     where to spool a compressed <in>
       --save-index       save the index of a plain <in> as <in>.vmaidx, used
                          by later runs while <in> is unchanged

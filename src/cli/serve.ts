@@ -12,7 +12,7 @@ import { lastString } from "./_args.ts";
 import { defineCommand } from "./_command.ts";
 import { CliError, describeError, UsageError } from "./_errors.ts";
 import { onCleanup } from "./_cleanup.ts";
-import { quote } from "./_quote.ts";
+import { oneLine, quote } from "./_quote.ts";
 import { writeStderr } from "./_stdio.ts";
 import { type IndexedArchive, openIndexedArchive } from "./_indexed_archive.ts";
 
@@ -76,11 +76,13 @@ after its device (drive-scsi0, ...), until SIGINT (Ctrl-C) or SIGTERM. Reads,
 block status (base:allocation: zero regions are reported as holes) and
 up to 64 clients at once; writes are refused. The archive is first read once
 whole and checked, as verify does, to index where each cluster is; clients'
-reads then go straight to the file. A compressed archive (.zst, .gz, .lzo)
-or standard input is spooled, decompressed, to a temporary file next to the
-archive (sparse where the archive has zeros), removed on exit. With
+reads then go straight to the file. A .vma.zst with a seek table (as vma
+create writes) is read in place; any other compressed archive (.zst, .gz,
+.lzo) or standard input is spooled, decompressed, to a temporary file next to
+the archive (sparse where the archive has zeros), removed on exit. A read
+that fails is an I/O error for the client and a line on stderr. With
 --save-index, the index of a plain archive file is saved as <archive>.vmaidx,
-and later runs start at once while the archive keeps its size, time and uuid.
+and later runs start at once while the archive is the same file, unchanged.
 
 Options:
       --socket <path>        listen on a new Unix socket (removed on exit)
@@ -156,6 +158,11 @@ Clients: nbdinfo --list 'nbd+unix:///?socket=<path>',
     writeStderr(
       `vma: serving ${exports.map((e) => quote(e.name)).join(", ")} at ${url(where, "")}\n`,
     );
+    // The client gets EIO; whoever runs the server hears why.
+    const onReadError = (name: string, offset: number, length: number, message: string) =>
+      writeStderr(
+        `vma: read of ${quote(name)} at ${offset} (${length} bytes) failed - ${oneLine(message)}\n`,
+      );
     const served = new Set<Promise<void>>();
     try {
       for await (const conn of listener) {
@@ -165,7 +172,8 @@ Clients: nbdinfo --list 'nbd+unix:///?socket=<path>',
           continue;
         }
         connections.add(conn);
-        const done: Promise<void> = serveNbd(conn, exports, { reuseBuffers: true }).catch(() => {})
+        const done: Promise<void> = serveNbd(conn, exports, { reuseBuffers: true, onReadError })
+          .catch(() => {})
           .finally(() => {
             connections.delete(conn);
             served.delete(done);

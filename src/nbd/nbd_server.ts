@@ -134,6 +134,12 @@ export interface ServeNbdOptions {
    * @default {false}
    */
   reuseBuffers?: boolean;
+  /**
+   * Called when a read of an export fails (the client gets an `EIO` reply,
+   * or is disconnected if part of the data was already sent), with the
+   * export's name, the request and the image's error message.
+   */
+  onReadError?: (name: string, offset: number, length: number, message: string) => void;
 }
 
 /** The end of a connection: the client went away or broke the protocol. */
@@ -182,7 +188,7 @@ interface Session {
  *
  * @param connection The client's byte streams; both are closed at the end.
  * @param exports The exports, by unique name.
- * @param options Whether to reuse reply buffers.
+ * @param options Whether to reuse reply buffers; who hears of failed reads.
  * @returns When the client is gone.
  * @throws {TypeError} Two exports have the same name.
  */
@@ -204,7 +210,7 @@ export async function serveNbd(
     const chosen = await negotiate(input, writer, exports, byName);
     if (chosen) {
       const buffers = new ReplyBuffers(options.reuseBuffers === true);
-      await transmit(input, writer, chosen.export, chosen.session, buffers);
+      await transmit(input, writer, chosen.export, chosen.session, buffers, options.onReadError);
     }
   } catch {
     // The client went away, broke the protocol, or a write to it failed: the connection ends.
@@ -466,6 +472,7 @@ async function transmit(
   nbdExport: NbdExport,
   session: Session,
   buffers: ReplyBuffers,
+  onReadError: ServeNbdOptions["onReadError"],
 ): Promise<void> {
   const image = nbdExport.image;
   const cursor = new RegionCursor(image);
@@ -524,6 +531,7 @@ async function transmit(
         }
       } catch (e) {
         if (e instanceof ReadFailure) {
+          onReadError?.(nbdExport.name, offset, length, e.message);
           if (e.sent) throw new Disconnect("read failed after data was sent");
           await error(EIO, e.message);
           continue;
