@@ -81,6 +81,10 @@ export interface Inputs {
   readonly vhdx: string;
   /** Why there is no VHDX image, if there is none. */
   readonly vhdxMissing?: string;
+  /** `raw` converted with `qemu-img convert -O vmdk` (monolithicSparse, its zeros unallocated). */
+  readonly vmdk: string;
+  /** Why there is no VMDK image, if there is none. */
+  readonly vmdkMissing?: string;
 }
 
 /** A source of incompressible chunks, cheap to produce. */
@@ -209,10 +213,12 @@ export async function makeInputs(dir: string, sizes: InputSizes): Promise<Inputs
     sparse: "sparse.img",
     qcow2: "raw.qcow2",
     vhdx: "raw.vhdx",
+    vmdk: "raw.vmdk",
   };
   await writeRaw(`${dir}/${inputs.raw}`, sizes, random);
   const qcow2Missing = await writeConverted(dir, inputs.raw, "qcow2", inputs.qcow2);
   const vhdxMissing = await writeConverted(dir, inputs.raw, "vhdx", inputs.vhdx);
+  const vmdkMissing = await writeConverted(dir, inputs.raw, "vmdk", inputs.vmdk);
   const mixedChunks = sizes.mixed / CHUNK_SIZE;
   await writeImage(`${dir}/${inputs.mixed}`, mixedChunks, (i) => mixedChunk(random, i));
   const diskChunks = mixedChunks / DISK_COUNT;
@@ -226,5 +232,6 @@ export async function makeInputs(dir: string, sizes: InputSizes): Promise<Inputs
     ...inputs,
     ...(qcow2Missing === undefined ? {} : { qcow2Missing }),
     ...(vhdxMissing === undefined ? {} : { vhdxMissing }),
+    ...(vmdkMissing === undefined ? {} : { vmdkMissing }),
   };
 }

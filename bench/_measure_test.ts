@@ -106,6 +106,7 @@ const INPUTS: Inputs = {
   raw: "raw.img",
   qcow2: "raw.qcow2",
   vhdx: "raw.vhdx",
+  vmdk: "raw.vmdk",
   mixed: "mixed.img",
   disks: ["disk0.img", "disk1.img", "disk2.img", "disk3.img"],
   sparse: "sparse.img",

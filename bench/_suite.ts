@@ -281,6 +281,16 @@ function createRows(
       ...(inputs.vhdxMissing === undefined ? {} : { skip: inputs.vhdxMissing }),
     },
     {
+      id: "create-vmdk",
+      label: "vma create VMDK to a file (fsync)",
+      kind: "vma",
+      script: `${vma} create vmdk.vma -d ${shellQuote(`format=vmdk:drive-scsi0=${inputs.vmdk}`)}`,
+      reads: inputs.vmdkMissing === undefined ? [inputs.vmdk] : [],
+      outputs: ["vmdk.vma"],
+      check: (dir) => describeFile(dir, "vmdk.vma"),
+      ...(inputs.vmdkMissing === undefined ? {} : { skip: inputs.vmdkMissing }),
+    },
+    {
       id: "create-stdout",
       label: "vma create raw - > /dev/null",
       kind: "vma",
@@ -581,6 +591,13 @@ export function suiteTargets(sizes: InputSizes): TargetSpec[] {
       row: "create-vhdx",
       baseline: "create-file",
       maxRatio: 1.5,
+    },
+    {
+      id: "create-vmdk",
+      label: `create from VMDK vs raw, same ${raw} image`,
+      row: "create-vmdk",
+      baseline: "create-file",
+      maxRatio: 1.2,
     },
     {
       id: "create-stdout",

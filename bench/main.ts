@@ -135,8 +135,8 @@ async function checkTools(): Promise<void> {
 
 async function checkSpace(dir: string, sizes: InputSizes): Promise<string> {
   const raw = sizes.rawRandom + sizes.rawZero;
-  // Inputs (raw, its qcow2 and VHDX, mixed, four disks) plus the largest set of outputs alive at once.
-  const needed = raw + 2 * sizes.rawRandom + 2 * sizes.mixed + 2 * raw;
+  // Inputs (raw, its qcow2, VHDX and VMDK, mixed, four disks) plus the largest set of outputs alive at once.
+  const needed = raw + 3 * sizes.rawRandom + 2 * sizes.mixed + 2 * raw;
   const available = Number((await runQuiet("df", ["-B1", "--output=avail", dir])).split("\n")[1]);
   if (available < needed) {
     throw new Error(
