@@ -1,5 +1,5 @@
 // A scripted NBD client over an in-memory connection, for the protocol tests.
-import { type NbdExport, serveNbd } from "../../mod.ts";
+import { type NbdExport, serveNbd, type ServeNbdOptions } from "../../mod.ts";
 import { ByteReader } from "../../src/nbd/_byte_reader.ts";
 
 export const IHAVEOPT = 0x49484156454f5054n;
@@ -11,10 +11,14 @@ export class ScriptedClient {
   readonly writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly served: Promise<void>;
 
-  constructor(exports: readonly NbdExport[]) {
+  constructor(exports: readonly NbdExport[], options: ServeNbdOptions = {}) {
     const toServer = new TransformStream<Uint8Array, Uint8Array>();
     const toClient = new TransformStream<Uint8Array, Uint8Array>();
-    this.served = serveNbd({ readable: toServer.readable, writable: toClient.writable }, exports);
+    this.served = serveNbd(
+      { readable: toServer.readable, writable: toClient.writable },
+      exports,
+      options,
+    );
     this.input = new ByteReader(toClient.readable);
     this.writer = toServer.writable.getWriter();
   }

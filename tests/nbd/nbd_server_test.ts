@@ -387,7 +387,10 @@ Deno.test("nbd: a failing image read is EIO, and the connection goes on", async 
         : Promise.resolve(new Uint8Array(length).fill(1)),
     close: () => Promise.resolve(),
   };
-  const c = new ScriptedClient([{ name: "d", image }]);
+  const failed: unknown[][] = [];
+  const c = new ScriptedClient([{ name: "d", image }], {
+    onReadError: (...args) => failed.push(args),
+  });
   await c.handshake();
   await c.option(OPT_STRUCTURED);
   await c.reply();
@@ -407,6 +410,7 @@ Deno.test("nbd: a failing image read is EIO, and the connection goes on", async 
   assert.deepEqual([ok.type, ok.cookie, ok.data.length], [1, 2n, 520]);
   await c.request(CMD_DISC, 0, 0);
   await c.served;
+  assert.deepEqual(failed, [["d", 4096, 512, "Input/output error"]]);
 });
 
 Deno.test("nbd: 300 random byte streams after the handshake: the server always ends cleanly", async () => {
