@@ -387,6 +387,23 @@ Deno.test("serve: a truncated archive fails in one line and leaves no temporary 
   await Deno.remove(dir, { recursive: true });
 });
 
+/** Writes `disk` as d.raw and `vma create`s d.vma from it in `dir`. */
+async function createArchive(dir: string, disk: Uint8Array): Promise<void> {
+  await Deno.writeFile(`${dir}/d.raw`, disk);
+  const c = await vma(["create", "d.vma", "-d", "format=raw:drive-scsi0=d.raw"], { cwd: dir });
+  assert.equal(c.code, 0, c.stderr);
+}
+
+/** Copies the served drive-scsi0 with nbdcopy over four connections; it must equal `disk`. */
+async function assertNbdCopy(sock: string, dir: string, disk: Uint8Array): Promise<void> {
+  const r = await run("nbdcopy", ["--connections=4", uri(sock, "drive-scsi0"), `${dir}/out.raw`]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = await Deno.readFile(`${dir}/out.raw`);
+  assert.equal(out.length, disk.length);
+  // The first differing byte (a deepEqual of 256 MiB would print a huge diff).
+  assert.equal(out.findIndex((b, k) => b !== disk[k]), -1);
+}
+
 Deno.test("serve: nbdcopy over several connections at once (multi-conn) copies the device exactly", async () => {
   if (skip(NO_NBD)) return;
   const dir = await Deno.makeTempDir({ prefix: "vma-serve-test-" });
@@ -400,22 +417,11 @@ Deno.test("serve: nbdcopy over several connections at once (multi-conn) copies t
       words.setUint32(i, (i * 2654435761 + 1) >>> 0);
     }
   }
-  await Deno.writeFile(`${dir}/d.raw`, disk);
-  const c = await vma(["create", "d.vma", "-d", "format=raw:drive-scsi0=d.raw"], { cwd: dir });
-  assert.equal(c.code, 0, c.stderr);
+  await createArchive(dir, disk);
   const sock = `${dir}/s.sock`;
   const server = await startServe(["--socket", sock, "d.vma"], dir);
   try {
-    const r = await run("nbdcopy", [
-      "--connections=4",
-      uri(sock, "drive-scsi0"),
-      `${dir}/out.raw`,
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    const out = await Deno.readFile(`${dir}/out.raw`);
-    assert.equal(out.length, disk.length);
-    // The first differing byte (a deepEqual of 256 MiB would print a huge diff).
-    assert.equal(out.findIndex((b, k) => b !== disk[k]), -1);
+    await assertNbdCopy(sock, dir, disk);
   } finally {
     assert.equal((await server.stop()).code, 0);
   }
@@ -430,9 +436,7 @@ Deno.test("serve: a seekable .vma.zst is served in place (no spool file), severa
   for (let i = 0; i < disk.length; i += 4) {
     if ((i >> 16) % 5 !== 4) words.setUint32(i, (i * 2654435761 + 7) >>> 0);
   }
-  await Deno.writeFile(`${dir}/d.raw`, disk);
-  const c = await vma(["create", "d.vma", "-d", "format=raw:drive-scsi0=d.raw"], { cwd: dir });
-  assert.equal(c.code, 0, c.stderr);
+  await createArchive(dir, disk);
   const plain = await Deno.readFile(`${dir}/d.vma`);
   await Deno.writeFile(`${dir}/d.vma.zst`, seekableFile(framesOf(plain, 1 << 20)));
   const sock = `${dir}/s.sock`;
@@ -442,11 +446,7 @@ Deno.test("serve: a seekable .vma.zst is served in place (no spool file), severa
       [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.startsWith(".vma-spool")),
       [],
     );
-    const r = await run("nbdcopy", ["--connections=4", uri(sock, "drive-scsi0"), `${dir}/out.raw`]);
-    assert.equal(r.code, 0, r.stderr);
-    const out = await Deno.readFile(`${dir}/out.raw`);
-    assert.equal(out.length, disk.length);
-    assert.equal(out.findIndex((b, k) => b !== disk[k]), -1);
+    await assertNbdCopy(sock, dir, disk);
   } finally {
     assert.equal((await server.stop()).code, 0);
   }
@@ -459,9 +459,7 @@ Deno.test("serve: a seekable frame rewritten as a frame and junk while serving i
   const disk = new Uint8Array(24 * 2 ** 20);
   const words = new DataView(disk.buffer);
   for (let i = 0; i < disk.length; i += 4) words.setUint32(i, (i * 2654435761 + 7) >>> 0);
-  await Deno.writeFile(`${dir}/d.raw`, disk);
-  const c = await vma(["create", "d.vma", "-d", "format=raw:drive-scsi0=d.raw"], { cwd: dir });
-  assert.equal(c.code, 0, c.stderr);
+  await createArchive(dir, disk);
   const entries = framesOf(await Deno.readFile(`${dir}/d.vma`), 1 << 20);
   await Deno.writeFile(`${dir}/d.vma.zst`, seekableFile(entries));
   const sock = `${dir}/s.sock`;
