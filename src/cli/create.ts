@@ -15,6 +15,7 @@ import { type CreateOptions, createOptions, type DiskSpec, OPTIONS } from "./_cr
 import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
 import { formatVzdumpTime } from "./_proxmox_text.ts";
 import { warn, writeStderr, writeStdout } from "./_stdio.ts";
+import { fileURLToPath as fromFileUrl } from "node:url";
 import { baseName, lstatOrUndefined } from "./_output.ts";
 import { createProgress } from "./_progress.ts";
 import { type DiskSource, openDiskSource } from "./_raw_source.ts";
@@ -373,6 +374,24 @@ function addGeneratedConfig(
 type ZeroCounts = number[];
 
 /**
+ * `threads`, or 1 when the zstd workers' modules cannot be read: a Worker
+ * that fails to load makes Deno print its own error before ours, so a run
+ * with `--allow-read` that does not cover vmakit's sources compresses on
+ * this thread instead, and says so.
+ */
+function usableThreads(threads: number): number {
+  if (threads === 1) return 1;
+  const dir = new URL("../compress/", import.meta.url);
+  if (dir.protocol !== "file:") return threads;
+  const { state } = Deno.permissions.querySync({ name: "read", path: fromFileUrl(dir) });
+  if (state === "granted") return threads;
+  warn(
+    `compressing on one thread: the zstd workers need read access to ${shown(fromFileUrl(dir))}`,
+  );
+  return 1;
+}
+
+/**
  * Feeds the disks into `writer` while its archive streams into the sink
  * (compressed as planned, by `makeCompressor`: tests give a failing one);
  * commits the output, or discards it on failure.
@@ -386,7 +405,8 @@ export async function runPipeline(
 ): Promise<ZeroCounts> {
   const { sources, devices } = inputs;
   const sink = await openSink(plan.path);
-  const transform = makeCompressor(plan.compress, options.zstdLevel, options.threads);
+  const threads = plan.compress === "zstd" ? usableThreads(options.threads) : 1;
+  const transform = makeCompressor(plan.compress, options.zstdLevel, threads);
   const pump = pumpArchive(writer, transform, sink);
   const bar = createProgress("create", options.progress);
   const onBytes = progressCounter(

@@ -166,3 +166,27 @@ Deno.test("vma create: a failing zstd worker ends in one error line and leaves n
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["a.raw"]);
   });
 });
+
+Deno.test("vma create --threads 3 without read access to the worker modules compresses on one thread and says so", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeFile(`${dir}/a.raw`, makeDisk(5 * 2 ** 20, 5));
+    const args = ["create", "--threads", "3", ...FIXED, "-d", "format=raw:drive-scsi0=a.raw"];
+    const limited = await vma([...args, "limited.vma.zst"], {
+      cwd: dir,
+      permissions: [`--allow-read=${dir}`, `--allow-write=${dir}`],
+    });
+    assert.equal(limited.code, 0, limited.stderr);
+    const compress = new URL("../../src/compress/", import.meta.url).pathname;
+    assert.equal(
+      limited.stderr,
+      `vma: warning: compressing on one thread: the zstd workers need read access to ${compress}\n` +
+        NO_CONF,
+    );
+    const full = await vma([...args, "full.vma.zst"], { cwd: dir });
+    assert.equal(full.stderr, NO_CONF);
+    assert.deepEqual(
+      await Deno.readFile(`${dir}/limited.vma.zst`),
+      await Deno.readFile(`${dir}/full.vma.zst`),
+    );
+  });
+});
