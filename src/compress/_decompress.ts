@@ -16,7 +16,7 @@
 // through the `zstd` option instead.
 import type { Compression, DecompressionOptions } from "./compression.ts";
 import { LzopDecompressionStream } from "./lzop_decompression_stream.ts";
-import { ZstdFrameScanner } from "./_zstd_frames.ts";
+import { type ZstdFramePiece, ZstdFrameScanner } from "./_zstd_frames.ts";
 import { nodeTransformToWeb } from "./_node_transform.ts";
 
 type Zlib = typeof import("node:zlib");
@@ -118,13 +118,215 @@ export function decodeStream(
 
 /**
  * Decodes every frame of a zstd stream, as `zstd -dc` does (Deno's node:zlib
- * decoder stops after the first frame and ignores the rest): the frames are
- * split apart without decoding (`ZstdFrameScanner`, which drops skippable
- * frames and refuses anything else), and each goes through a fresh decoder.
- * One decoder at a time, fed a piece of at most 32 blocks (4 MiB of output)
- * at a time with backpressure, so memory stays bounded.
+ * decoder stream stops after the first frame and ignores the rest), as a
+ * byte stream.
  */
 function zstdDecompress(
+  raw: ReadableStream<Uint8Array>,
+  options: DecompressionOptions,
+): ReadableStream<Uint8Array> {
+  if (options.zstd !== undefined) return zstdDecompressStreams(raw, options);
+  let inner: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader | undefined;
+  let byob = false;
+  const open = async () => {
+    const zlib = await loadZlib();
+    const handle = zlib === undefined ? undefined : zstdHandle(zlib);
+    const stream = handle === undefined
+      ? zstdDecompressStreams(raw, options)
+      : zstdDecompressInto(raw, handle);
+    byob = handle !== undefined;
+    inner = byob ? stream.getReader({ mode: "byob" }) : stream.getReader();
+    return inner;
+  };
+  // A byte stream either way: where node:zlib's decoder handle is reachable,
+  // the reader's own buffers are filled (BYOB) and nothing is allocated per
+  // chunk; elsewhere the decoder's chunks are copied into them.
+  return new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: CHUNK,
+    async pull(controller) {
+      const request = controller.byobRequest!;
+      const view = request.view as Uint8Array<ArrayBuffer>;
+      const reader = inner ?? await open();
+      if (byob) {
+        const r = await (reader as ReadableStreamBYOBReader).read(
+          new Uint8Array(view.buffer, view.byteOffset, view.byteLength),
+        );
+        if (r.done) {
+          controller.close();
+          request.respondWithNewView(new Uint8Array(r.value!.buffer, r.value!.byteOffset, 0));
+          return;
+        }
+        request.respondWithNewView(r.value);
+        return;
+      }
+      const r = await (reader as ReadableStreamDefaultReader<Uint8Array>).read();
+      if (r.done) {
+        controller.close();
+        request.respond(0);
+        return;
+      }
+      // The rest of a chunk larger than the view waits in the queue.
+      const n = Math.min(r.value.length, view.byteLength);
+      view.set(r.value.subarray(0, n));
+      request.respond(n);
+      if (n < r.value.length) controller.enqueue(r.value.slice(n));
+    },
+    cancel(reason) {
+      return inner?.cancel(reason) ?? raw.cancel(reason);
+    },
+  });
+}
+
+/** node:zlib's decoder handle: `writeSync(flush, in, inOff, inLen, out, outOff, outLen)`. */
+interface ZstdHandle {
+  writeSync(
+    flush: number,
+    input: Uint8Array,
+    inOff: number,
+    inLen: number,
+    out: Uint8Array,
+    outOff: number,
+    outLen: number,
+  ): void;
+  reset(): void;
+  /** After writeSync: output bytes left free, input bytes left unread. */
+  state: Uint32Array;
+  close(): void;
+}
+
+/**
+ * A zstd decoder that decodes into the caller's memory, from node:zlib's
+ * internal handle (Deno and Node have it); undefined where it is missing.
+ */
+function zstdHandle(zlib: Zlib): ZstdHandle | undefined {
+  if (typeof zlib.createZstdDecompress !== "function") return undefined;
+  const stream = zlib.createZstdDecompress();
+  // deno-lint-ignore no-explicit-any
+  const internal = stream as any;
+  const handle = internal._handle;
+  const state = internal._writeState;
+  if (
+    typeof handle?.writeSync !== "function" || typeof handle?.reset !== "function" ||
+    !(state instanceof Uint32Array)
+  ) {
+    stream.close();
+    return undefined;
+  }
+  return {
+    writeSync: (...args) => handle.writeSync(...args),
+    reset: () => handle.reset(),
+    state,
+    close: () => stream.close(),
+  };
+}
+
+/**
+ * Every frame of a zstd stream decoded straight into the reader's buffers
+ * (a byte stream: BYOB reads, or chunks of CHUNK bytes). The frames are
+ * split apart by `ZstdFrameScanner` (skippable frames dropped, anything else
+ * refused) and the decoder is reset at each one, as `zstd -dc` decodes them
+ * all. Memory: the decoder's window, whatever the stream's length.
+ */
+function zstdDecompressInto(
+  raw: ReadableStream<Uint8Array>,
+  handle: ZstdHandle,
+): ReadableStream<Uint8Array> {
+  const scanner = new ZstdFrameScanner();
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = raw.getReader({ mode: "byob" });
+  } catch {
+    // Not a byte stream: its chunks are taken as they come.
+  }
+  const input = byob ?? raw.getReader();
+  /** The compressed bytes are read into this one buffer (BYOB), reused once decoded. */
+  let inBuffer = new ArrayBuffer(CHUNK);
+  const read = async (): Promise<Uint8Array | undefined> => {
+    if (byob === undefined) {
+      const r = await (input as ReadableStreamDefaultReader<Uint8Array>).read();
+      return r.done ? undefined : r.value;
+    }
+    const r = await byob.read(new Uint8Array(inBuffer));
+    if (r.done) return undefined;
+    inBuffer = r.value.buffer as ArrayBuffer;
+    return r.value;
+  };
+  let pieces: ZstdFramePiece[] = [];
+  let used = 0;
+  let inFrame = false;
+  let ended = false;
+  const done = (error?: unknown) => {
+    handle.close();
+    if (error !== undefined) input.cancel(error).catch(() => {});
+  };
+  return new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: CHUNK,
+    async pull(controller) {
+      const request = controller.byobRequest!;
+      const view = request.view as Uint8Array;
+      let filled = 0;
+      try {
+        while (filled < view.length) {
+          if (pieces.length === 0) {
+            if (ended) break;
+            const chunk = await read();
+            if (chunk === undefined) {
+              scanner.finish();
+              ended = true;
+              break;
+            }
+            pieces = scanner.push(chunk);
+            used = 0;
+            continue;
+          }
+          const piece = pieces[0];
+          if (!inFrame) {
+            handle.reset();
+            inFrame = true;
+          }
+          const inLength = piece.bytes.length - used;
+          const outLength = view.length - filled;
+          handle.writeSync(0, piece.bytes, used, inLength, view, filled, outLength);
+          const [freeOut, leftIn] = handle.state;
+          filled += outLength - freeOut;
+          used += inLength - leftIn;
+          // The piece is read and the decoder has nothing more to give.
+          if (leftIn === 0 && freeOut > 0) {
+            if (piece.end) inFrame = false;
+            pieces.shift();
+            used = 0;
+          }
+        }
+      } catch (e) {
+        done(e);
+        throw e;
+      }
+      if (filled === 0) {
+        done();
+        controller.close();
+        request.respond(0);
+        return;
+      }
+      request.respond(filled);
+    },
+    cancel(reason) {
+      done(reason ?? new TypeError("The stream was cancelled"));
+    },
+  });
+}
+
+/**
+ * Decodes every frame of a zstd stream through decoder streams (the
+ * caller's, a browser's DecompressionStream, or node:zlib's stream where its
+ * handle is out of reach): the frames are split apart without decoding
+ * (`ZstdFrameScanner`, which drops skippable frames and refuses anything
+ * else), and each goes through a fresh decoder. One decoder at a time, fed a
+ * piece of at most 32 blocks (4 MiB of output) at a time with backpressure,
+ * so memory stays bounded.
+ */
+function zstdDecompressStreams(
   raw: ReadableStream<Uint8Array>,
   options: DecompressionOptions,
 ): ReadableStream<Uint8Array> {

@@ -573,6 +573,40 @@ export function mapStreamErrors(
   readable: ReadableStream<Uint8Array>,
   map: (error: unknown) => unknown,
 ): ReadableStream<Uint8Array> {
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = readable.getReader({ mode: "byob" });
+  } catch {
+    // Not a byte stream.
+  }
+  if (byob !== undefined) {
+    // A byte stream stays one, so that its reader's buffers are filled in
+    // place (a decoder writing into them allocates nothing per chunk).
+    const source = byob;
+    return new ReadableStream({
+      type: "bytes",
+      autoAllocateChunkSize: 256 * 1024,
+      async pull(controller) {
+        const request = controller.byobRequest!;
+        const view = request.view!;
+        let r: ReadableStreamReadResult<Uint8Array>;
+        try {
+          r = await source.read(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+        } catch (e) {
+          throw map(e);
+        }
+        if (r.done) {
+          controller.close();
+          request.respondWithNewView(new Uint8Array(r.value!.buffer, r.value!.byteOffset, 0));
+          return;
+        }
+        request.respondWithNewView(r.value);
+      },
+      cancel(reason) {
+        return source.cancel(reason);
+      },
+    });
+  }
   const reader = readable.getReader();
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
