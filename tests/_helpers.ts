@@ -114,3 +114,25 @@ export function pseudoRandom(length: number, seed: number): Uint8Array {
   }
   return out;
 }
+
+/**
+ * Writes `size` bytes of xorshift32 noise from `seed` into `device`, 1 MiB at
+ * a time (incompressible data, cheap to make).
+ */
+export async function writeNoise(
+  device: { write(offset: number, data: Uint8Array): Promise<void> },
+  size: number,
+  seed: number,
+): Promise<void> {
+  const words = new Uint32Array(1 << 18);
+  let x = seed >>> 0 || 1;
+  for (let at = 0; at < size; at += words.byteLength) {
+    for (let i = 0; i < words.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      words[i] = x;
+    }
+    await device.write(at, new Uint8Array(words.buffer, 0, Math.min(words.byteLength, size - at)));
+  }
+}

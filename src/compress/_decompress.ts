@@ -18,6 +18,7 @@ import type { Compression, DecompressionOptions } from "./compression.ts";
 import { LzopDecompressionStream } from "./lzop_decompression_stream.ts";
 import { type ZstdFramePiece, ZstdFrameScanner } from "./_zstd_frames.ts";
 import { nodeTransformToWeb } from "./_node_transform.ts";
+import { type ZlibHandle, zlibHandle } from "./_zlib_handle.ts";
 
 type Zlib = typeof import("node:zlib");
 
@@ -178,47 +179,10 @@ function zstdDecompress(
   });
 }
 
-/** node:zlib's decoder handle: `writeSync(flush, in, inOff, inLen, out, outOff, outLen)`. */
-interface ZstdHandle {
-  writeSync(
-    flush: number,
-    input: Uint8Array,
-    inOff: number,
-    inLen: number,
-    out: Uint8Array,
-    outOff: number,
-    outLen: number,
-  ): void;
-  reset(): void;
-  /** After writeSync: output bytes left free, input bytes left unread. */
-  state: Uint32Array;
-  close(): void;
-}
-
-/**
- * A zstd decoder that decodes into the caller's memory, from node:zlib's
- * internal handle (Deno and Node have it); undefined where it is missing.
- */
-function zstdHandle(zlib: Zlib): ZstdHandle | undefined {
+/** node:zlib's zstd decoder handle, or undefined where it is out of reach. */
+function zstdHandle(zlib: Zlib): ZlibHandle | undefined {
   if (typeof zlib.createZstdDecompress !== "function") return undefined;
-  const stream = zlib.createZstdDecompress();
-  // deno-lint-ignore no-explicit-any
-  const internal = stream as any;
-  const handle = internal._handle;
-  const state = internal._writeState;
-  if (
-    typeof handle?.writeSync !== "function" || typeof handle?.reset !== "function" ||
-    !(state instanceof Uint32Array)
-  ) {
-    stream.close();
-    return undefined;
-  }
-  return {
-    writeSync: (...args) => handle.writeSync(...args),
-    reset: () => handle.reset(),
-    state,
-    close: () => stream.close(),
-  };
+  return zlibHandle(zlib.createZstdDecompress());
 }
 
 /**
@@ -230,7 +194,7 @@ function zstdHandle(zlib: Zlib): ZstdHandle | undefined {
  */
 function zstdDecompressInto(
   raw: ReadableStream<Uint8Array>,
-  handle: ZstdHandle,
+  handle: ZlibHandle,
 ): ReadableStream<Uint8Array> {
   const scanner = new ZstdFrameScanner();
   let byob: ReadableStreamBYOBReader | undefined;

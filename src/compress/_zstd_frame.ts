@@ -3,6 +3,7 @@
 // long stream allocates nothing per frame: the same bytes whichever thread
 // runs it, as long as the level and the frame's input are the same. Private to the library.
 import { constants, createZstdCompress, zstdCompressSync } from "node:zlib";
+import { type ZlibHandle, zlibHandle } from "./_zlib_handle.ts";
 
 /**
  * The most bytes a frame of `length` bytes compresses to (zstd's
@@ -26,20 +27,6 @@ const params = (level: number, options: ZstdFrameOptions = {}) => ({
   ...(options.windowLog === undefined ? {} : { [constants.ZSTD_c_windowLog]: options.windowLog }),
 });
 
-/** node:zlib's compressor handle: `writeSync(flush, in, inOff, inLen, out, outOff, outLen)`. */
-interface ZstdHandle {
-  writeSync(
-    flush: number,
-    input: Uint8Array,
-    inOff: number,
-    inLen: number,
-    out: Uint8Array,
-    outOff: number,
-    outLen: number,
-  ): void;
-  reset(): void;
-}
-
 /**
  * Compresses pieces into independent frames (content size and checksum in
  * each, as the zstd tool writes). It reuses one zstd context and writes into
@@ -50,26 +37,12 @@ interface ZstdHandle {
 export class ZstdFrameEncoder {
   #level: number;
   #options: ZstdFrameOptions;
-  #stream: ReturnType<typeof createZstdCompress> | undefined;
-  #handle: ZstdHandle | undefined;
-  #state: Uint32Array | undefined;
+  #handle: ZlibHandle | undefined;
 
   constructor(level: number, options: ZstdFrameOptions = {}) {
     this.#level = level;
     this.#options = options;
-    const stream = createZstdCompress({ params: params(level, options) });
-    // deno-lint-ignore no-explicit-any
-    const internal = stream as any;
-    if (
-      typeof internal._handle?.writeSync === "function" &&
-      typeof internal._handle?.reset === "function" && internal._writeState instanceof Uint32Array
-    ) {
-      this.#stream = stream;
-      this.#handle = internal._handle;
-      this.#state = internal._writeState;
-    } else {
-      stream.close();
-    }
+    this.#handle = zlibHandle(createZstdCompress({ params: params(level, options) }));
   }
 
   /**
@@ -94,7 +67,7 @@ export class ZstdFrameEncoder {
       0,
       out.length,
     );
-    const [availOut, availIn] = this.#state!;
+    const [availOut, availIn] = this.#handle.state;
     if (availIn !== 0 || availOut === 0) {
       // Cannot happen with a buffer of zstdFrameBound bytes.
       this.#handle.reset();
@@ -106,8 +79,7 @@ export class ZstdFrameEncoder {
 
   /** Frees the zstd context. */
   close(): void {
-    this.#stream?.close();
-    this.#stream = undefined;
+    this.#handle?.close();
     this.#handle = undefined;
   }
 }

@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { VmaWriter } from "../../mod.ts";
 import { CLI, have, TESTDATA, vma } from "../_cli_run.ts";
 import { concat } from "../_craft.ts";
+import { writeNoise } from "../_helpers.ts";
 
 /** small.vma: the Proxmox fixture, decompressed. */
 const small = new Uint8Array(gunzipSync(await Deno.readFile(`${TESTDATA}small.vma.gz`)));
@@ -355,17 +356,7 @@ Deno.test({
       writer.readable.pipeTo(zstd.stdin),
       zstd.stdout.pipeTo(file.writable),
     ]);
-    const words = new Uint32Array(1 << 18);
-    let x = 0x2545f491;
-    for (let at = 0; at < size; at += words.byteLength) {
-      for (let i = 0; i < words.length; i++) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        words[i] = x;
-      }
-      await device.write(at, new Uint8Array(words.buffer));
-    }
+    await writeNoise(device, size, 0x2545f491);
     await writer.close();
     await done;
     const peakKiB = await verifyPeakRss(path);

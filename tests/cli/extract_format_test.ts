@@ -288,36 +288,44 @@ for (const [format, extra] of OTHER_FORMATS) {
   }
 }
 
+/**
+ * Extracts, from standard input, a device of `size` bytes whose clusters are
+ * random data with a counter (none compresses) to a qcow2 with `compress`
+ * clusters in `dir/name`; returns the peak RSS.
+ */
+async function extractRandomClusters(
+  compress: "zlib" | "zstd",
+  size: number,
+  seed: number,
+  name: string,
+): Promise<number> {
+  const writer = new VmaWriter();
+  const device = writer.addDevice("drive-scsi0", size);
+  const run = measureVma(
+    ["extract", "-", join(dir, name), "--format", "qcow2", "--compress", compress],
+    dir,
+  );
+  const feed = writer.readable.pipeTo(run.child.stdin);
+  const block = pseudoRandom(CLUSTER, seed);
+  for (let at = 0; at < size; at += CLUSTER) {
+    new DataView(block.buffer).setUint32(0, at / CLUSTER + 1);
+    await device.write(at, block);
+  }
+  await writer.close();
+  await feed;
+  const result = await run.result();
+  assert.equal(result.code, 0, result.stderr);
+  console.error(`peak RSS ${(result.peakRss / 2 ** 20).toFixed(1)} MiB`);
+  return result.peakRss;
+}
+
 Deno.test({
   name:
     "vma extract --format qcow2 --compress zlib of a 160 MiB disk from standard input stays far below 300 MB peak RSS (random, incompressible clusters: the worst case)",
   ignore: ignore || NO_PEAK_RSS !== undefined,
   async fn() {
-    // 160 MiB, every cluster stored: 64 KiB of random data repeated with a counter.
-    const size = 160 * 1024 * 1024;
-    const writer = new VmaWriter();
-    const device = writer.addDevice("drive-scsi0", size);
-    const run = measureVma([
-      "extract",
-      "-",
-      join(dir, "big"),
-      "--format",
-      "qcow2",
-      "--compress",
-      "zlib",
-    ], dir);
-    const feed = writer.readable.pipeTo(run.child.stdin);
-    const block = pseudoRandom(CLUSTER, 9);
-    for (let at = 0; at < size; at += CLUSTER) {
-      new DataView(block.buffer).setUint32(0, at / CLUSTER + 1);
-      await device.write(at, block);
-    }
-    await writer.close();
-    await feed;
-    const result = await run.result();
-    assert.equal(result.code, 0, result.stderr);
-    console.error(`peak RSS ${(result.peakRss / 2 ** 20).toFixed(1)} MiB`);
-    assert.ok(result.peakRss < 150 * 2 ** 20, `peak RSS ${result.peakRss} bytes`);
+    const peakRss = await extractRandomClusters("zlib", 160 * 1024 * 1024, 9, "big");
+    assert.ok(peakRss < 150 * 2 ** 20, `peak RSS ${peakRss} bytes`);
     const check = await qemuImg("check", join(dir, "big", "disk-drive-scsi0.qcow2"));
     assert.equal(check.code, 0, check.out);
     // Incompressible clusters are stored as they are, as QEMU stores them.
@@ -330,32 +338,10 @@ Deno.test({
     "vma extract --format qcow2 --compress zstd of a 256 MiB disk of random clusters stays below 88 MiB peak RSS",
   ignore: ignore || NO_PEAK_RSS !== undefined,
   async fn() {
-    const size = 256 * 1024 * 1024;
-    const writer = new VmaWriter();
-    const device = writer.addDevice("drive-scsi0", size);
-    const run = measureVma([
-      "extract",
-      "-",
-      join(dir, "big-zstd"),
-      "--format",
-      "qcow2",
-      "--compress",
-      "zstd",
-    ], dir);
-    const feed = writer.readable.pipeTo(run.child.stdin);
-    const block = pseudoRandom(CLUSTER, 11);
-    for (let at = 0; at < size; at += CLUSTER) {
-      new DataView(block.buffer).setUint32(0, at / CLUSTER + 1);
-      await device.write(at, block);
-    }
-    await writer.close();
-    await feed;
-    const result = await run.result();
-    assert.equal(result.code, 0, result.stderr);
-    console.error(`peak RSS ${(result.peakRss / 2 ** 20).toFixed(1)} MiB`);
+    const peakRss = await extractRandomClusters("zstd", 256 * 1024 * 1024, 11, "big-zstd");
     // Measured 74-77 MiB with one zstd context and one scratch buffer for
     // every cluster; 91-93 MiB with a copy of each compressed cluster.
-    assert.ok(result.peakRss < 88 * 2 ** 20, `peak RSS ${result.peakRss} bytes`);
+    assert.ok(peakRss < 88 * 2 ** 20, `peak RSS ${peakRss} bytes`);
     const check = await qemuImg("check", join(dir, "big-zstd", "disk-drive-scsi0.qcow2"));
     assert.equal(check.code, 0, check.out);
   },

@@ -5,6 +5,7 @@ import { gzipSync } from "node:zlib";
 import { VmaWriter } from "../../mod.ts";
 import { CLI, fixtureDir, have, makeDisk, sh, TESTDATA, vma } from "../_cli_run.ts";
 import { measureVma, NO_PEAK_RSS } from "./_peak_rss.ts";
+import { writeNoise } from "../_helpers.ts";
 
 const UUID_A = "11111111-2222-4333-8444-555555555555";
 const UUID_B = "99999999-8888-4777-8666-555555555555";
@@ -332,17 +333,7 @@ Deno.test({
       const device = writer.addDevice("drive-scsi0", size);
       const file = await Deno.open(`${dir}/r.vma`, { write: true, create: true });
       const done = writer.readable.pipeTo(file.writable);
-      const piece = new Uint32Array(1 << 18);
-      let x = 0x9e3779b9;
-      for (let at = 0; at < size; at += piece.byteLength) {
-        for (let i = 0; i < piece.length; i++) {
-          x ^= x << 13;
-          x ^= x >>> 17;
-          x ^= x << 5;
-          piece[i] = x;
-        }
-        await device.write(at, new Uint8Array(piece.buffer));
-      }
+      await writeNoise(device, size, 0x9e3779b9);
       await writer.close();
       await done;
       const r = await measureVma(["repack", "r.vma", "r2.vma.zst"], dir).result();
