@@ -58,22 +58,6 @@ function webDecoder(format: string): Pair {
   return new DecompressionStream(format as CompressionFormat) as unknown as Pair;
 }
 
-/** A readable whose source is made on the first pull (after an async set-up). */
-function deferred(make: () => Promise<ReadableStream<Uint8Array>>): ReadableStream<Uint8Array> {
-  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      reader ??= (await make()).getReader();
-      const r = await reader.read();
-      if (r.done) controller.close();
-      else controller.enqueue(r.value);
-    },
-    cancel(reason) {
-      return reader?.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
-}
-
 /** The zstd frame decoder factory this runtime offers, or a TypeError. */
 async function zstdDecoder(options: DecompressionOptions): Promise<() => Pair> {
   const custom = options.zstd;
@@ -101,20 +85,30 @@ export function decodeStream(
     case "none":
       return raw;
     case "gzip":
-      return deferred(async () => {
-        // node:zlib's gunzip reads every member (gzip -c a b > c); Deno 2.9's
-        // DecompressionStream fails after the first one.
-        const zlib = await loadZlib();
-        const decoder = zlib !== undefined
-          ? nodeTransformToWeb(zlib.createGunzip({ chunkSize: CHUNK }))
-          : webDecoder("gzip");
-        return raw.pipeThrough(decoder);
-      });
+      return gunzip(raw);
     case "zstd":
       return zstdDecompress(raw, options);
     case "lzop":
       return raw.pipeThrough(new LzopDecompressionStream());
   }
+}
+
+/**
+ * Every gzip member of `raw`, as `gzip -dc` reads them, as a byte stream:
+ * node:zlib's gunzip handle writes into the reader's buffers where it is
+ * reachable (it reads member after member itself); elsewhere node:zlib's
+ * decoder stream, or the runtime's DecompressionStream (one member).
+ */
+function gunzip(raw: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  return byteStream(raw, async () => {
+    const zlib = await loadZlib();
+    const handle = zlib === undefined ? undefined : zlibHandle(zlib.createGunzip());
+    if (handle !== undefined) return { stream: decodeInto(raw, handle, undefined), byob: true };
+    const decoder = zlib !== undefined
+      ? nodeTransformToWeb(zlib.createGunzip({ chunkSize: CHUNK }))
+      : webDecoder("gzip");
+    return { stream: raw.pipeThrough(decoder), byob: false };
+  });
 }
 
 /**
@@ -127,30 +121,42 @@ function zstdDecompress(
   options: DecompressionOptions,
 ): ReadableStream<Uint8Array> {
   if (options.zstd !== undefined) return zstdDecompressStreams(raw, options);
+  return byteStream(raw, async () => {
+    const zlib = await loadZlib();
+    const handle = typeof zlib?.createZstdDecompress === "function"
+      ? zlibHandle(zlib.createZstdDecompress())
+      : undefined;
+    if (handle !== undefined) {
+      return { stream: decodeInto(raw, handle, new ZstdFrameScanner()), byob: true };
+    }
+    return { stream: zstdDecompressStreams(raw, options), byob: false };
+  });
+}
+
+/**
+ * A byte stream over the stream `open` makes on the first read: read with
+ * the caller's buffers when that stream is `byob` (a decoder writing into
+ * them allocates nothing per chunk), else its chunks copied into them.
+ */
+function byteStream(
+  raw: ReadableStream<Uint8Array>,
+  open: () => Promise<{ stream: ReadableStream<Uint8Array>; byob: boolean }>,
+): ReadableStream<Uint8Array> {
   let inner: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader | undefined;
   let byob = false;
-  const open = async () => {
-    const zlib = await loadZlib();
-    const handle = zlib === undefined ? undefined : zstdHandle(zlib);
-    const stream = handle === undefined
-      ? zstdDecompressStreams(raw, options)
-      : zstdDecompressInto(raw, handle);
-    byob = handle !== undefined;
-    inner = byob ? stream.getReader({ mode: "byob" }) : stream.getReader();
-    return inner;
-  };
-  // A byte stream either way: where node:zlib's decoder handle is reachable,
-  // the reader's own buffers are filled (BYOB) and nothing is allocated per
-  // chunk; elsewhere the decoder's chunks are copied into them.
   return new ReadableStream({
     type: "bytes",
     autoAllocateChunkSize: CHUNK,
     async pull(controller) {
       const request = controller.byobRequest!;
       const view = request.view as Uint8Array<ArrayBuffer>;
-      const reader = inner ?? await open();
+      if (inner === undefined) {
+        const opened = await open();
+        byob = opened.byob;
+        inner = byob ? opened.stream.getReader({ mode: "byob" }) : opened.stream.getReader();
+      }
       if (byob) {
-        const r = await (reader as ReadableStreamBYOBReader).read(
+        const r = await (inner as ReadableStreamBYOBReader).read(
           new Uint8Array(view.buffer, view.byteOffset, view.byteLength),
         );
         if (r.done) {
@@ -161,7 +167,7 @@ function zstdDecompress(
         request.respondWithNewView(r.value);
         return;
       }
-      const r = await (reader as ReadableStreamDefaultReader<Uint8Array>).read();
+      const r = await (inner as ReadableStreamDefaultReader<Uint8Array>).read();
       if (r.done) {
         controller.close();
         request.respond(0);
@@ -179,24 +185,23 @@ function zstdDecompress(
   });
 }
 
-/** node:zlib's zstd decoder handle, or undefined where it is out of reach. */
-function zstdHandle(zlib: Zlib): ZlibHandle | undefined {
-  if (typeof zlib.createZstdDecompress !== "function") return undefined;
-  return zlibHandle(zlib.createZstdDecompress());
-}
+/** zlib's Z_FINISH: with no input left, it reports a stream cut short. */
+const Z_FINISH = 4;
 
 /**
- * Every frame of a zstd stream decoded straight into the reader's buffers
- * (a byte stream: BYOB reads, or chunks of CHUNK bytes). The frames are
- * split apart by `ZstdFrameScanner` (skippable frames dropped, anything else
- * refused) and the decoder is reset at each one, as `zstd -dc` decodes them
- * all. Memory: the decoder's window, whatever the stream's length.
+ * `raw` decoded by `handle` straight into the reader's buffers (a byte
+ * stream: BYOB reads, or chunks of CHUNK bytes), the compressed bytes read
+ * into one reused buffer. With a zstd `scanner`, the frames are split apart
+ * (skippable frames dropped, anything else refused) and the decoder is reset
+ * at each one, as `zstd -dc` decodes them all; without (gzip), the handle
+ * reads member after member and is told the input's end, so that a member
+ * cut short fails. Memory: the decoder's window, whatever the stream's length.
  */
-function zstdDecompressInto(
+function decodeInto(
   raw: ReadableStream<Uint8Array>,
   handle: ZlibHandle,
+  scanner: ZstdFrameScanner | undefined,
 ): ReadableStream<Uint8Array> {
-  const scanner = new ZstdFrameScanner();
   let byob: ReadableStreamBYOBReader | undefined;
   try {
     byob = raw.getReader({ mode: "byob" });
@@ -204,7 +209,6 @@ function zstdDecompressInto(
     // Not a byte stream: its chunks are taken as they come.
   }
   const input = byob ?? raw.getReader();
-  /** The compressed bytes are read into this one buffer (BYOB), reused once decoded. */
   let inBuffer = new ArrayBuffer(CHUNK);
   const read = async (): Promise<Uint8Array | undefined> => {
     if (byob === undefined) {
@@ -219,7 +223,10 @@ function zstdDecompressInto(
   let pieces: ZstdFramePiece[] = [];
   let used = 0;
   let inFrame = false;
-  let ended = false;
+  /** gzip: the handle's stream has ended; only padding may follow. */
+  let trailing = false;
+  /** 0: reading, 1: the input ended, 2: the decoder was told so (and had no more). */
+  let ended = 0;
   const done = (error?: unknown) => {
     handle.close();
     if (error !== undefined) input.cancel(error).catch(() => {});
@@ -234,19 +241,40 @@ function zstdDecompressInto(
       try {
         while (filled < view.length) {
           if (pieces.length === 0) {
-            if (ended) break;
+            if (ended === 2) break;
+            if (ended === 1 && trailing) {
+              ended = 2;
+              continue;
+            }
+            if (ended === 1) {
+              // gzip: Z_FINISH with no input fails a member cut short.
+              const outLength = view.length - filled;
+              handle.writeSync(Z_FINISH, view, 0, 0, view, filled, outLength);
+              filled += outLength - handle.state[0];
+              if (handle.state[0] > 0) ended = 2;
+              continue;
+            }
             const chunk = await read();
             if (chunk === undefined) {
-              scanner.finish();
-              ended = true;
-              break;
+              scanner?.finish();
+              ended = scanner === undefined ? 1 : 2;
+              continue;
             }
-            pieces = scanner.push(chunk);
+            pieces = scanner?.push(chunk) ?? [{ bytes: chunk, end: false }];
             used = 0;
             continue;
           }
           const piece = pieces[0];
-          if (!inFrame) {
+          if (trailing) {
+            // After the last gzip member only zeros may follow (padding).
+            if (piece.bytes.subarray(used).some((b) => b !== 0)) {
+              throw new Error("unexpected data after the end of the compressed stream");
+            }
+            pieces.shift();
+            used = 0;
+            continue;
+          }
+          if (scanner !== undefined && !inFrame) {
             handle.reset();
             inFrame = true;
           }
@@ -254,6 +282,14 @@ function zstdDecompressInto(
           const outLength = view.length - filled;
           handle.writeSync(0, piece.bytes, used, inLength, view, filled, outLength);
           const [freeOut, leftIn] = handle.state;
+          if (leftIn > 0 && leftIn === inLength && freeOut === outLength) {
+            // Nothing read, nothing written: the decoder's stream has ended.
+            if (scanner !== undefined) {
+              throw new Error("the zstd decoder stopped before the end of its frame");
+            }
+            trailing = true;
+            continue;
+          }
           filled += outLength - freeOut;
           used += inLength - leftIn;
           // The piece is read and the decoder has nothing more to give.

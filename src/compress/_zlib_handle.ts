@@ -23,7 +23,11 @@ export interface ZlibHandle {
   close(): void;
 }
 
-/** The handle of `stream`, or undefined (and `stream` closed) where it has none. */
+/**
+ * The handle of `stream`, or undefined (and `stream` closed) where it has
+ * none. Its `writeSync` throws the codec's errors; after one, the handle is
+ * done.
+ */
 export function zlibHandle(stream: { close(): void }): ZlibHandle | undefined {
   // deno-lint-ignore no-explicit-any
   const internal = stream as any;
@@ -36,8 +40,17 @@ export function zlibHandle(stream: { close(): void }): ZlibHandle | undefined {
     stream.close();
     return undefined;
   }
+  // zlib's errors come through `onerror` (the stream would emit them, out
+  // of reach of a try/catch); here `writeSync` throws them.
+  let failure: Error | undefined;
+  handle.onerror = (message: unknown) => {
+    failure ??= new Error(String(message));
+  };
   return {
-    writeSync: (...args) => handle.writeSync(...args),
+    writeSync: (...args) => {
+      handle.writeSync(...args);
+      if (failure !== undefined) throw failure;
+    },
     reset: () => handle.reset(),
     state,
     close: () => stream.close(),

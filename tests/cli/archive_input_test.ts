@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { gunzipSync, gzipSync, zstdCompressSync } from "node:zlib";
-import { openArchiveInput } from "../../src/cli/_archive_input.ts";
+import { decompress, openArchiveInput } from "../../src/cli/_archive_input.ts";
 import { CliError } from "../../src/cli/_errors.ts";
 import { existsSync } from "node:fs";
 import { VmaWriter } from "../../mod.ts";
@@ -366,4 +366,30 @@ Deno.test({
     assert.ok(peakKiB < 100 * 1024, `peak RSS ${peakKiB} KiB`);
     await Deno.remove(path);
   },
+});
+
+Deno.test("decompress: gzip members then zero padding decode; other trailing bytes or a cut member fail in one error", async () => {
+  const data = new Uint8Array(300_000).map((_, i) => i % 251);
+  const gz = concat(gzipSync(data.subarray(0, 100_000)), gzipSync(data.subarray(100_000)));
+  const read = async (bytes: Uint8Array<ArrayBuffer>) =>
+    new Uint8Array(
+      await new Response(decompress(new Blob([bytes]).stream(), "gzip")).arrayBuffer(),
+    );
+  assert.deepEqual(await read(gz), data);
+  // (A fuzz case of padding spun forever once: the decoder took no more input.)
+  assert.deepEqual(await read(concat(gz, new Uint8Array(513))), data);
+  await assert.rejects(read(concat(gz, new Uint8Array([1, 2, 3]))), (e) => {
+    assert.ok(e instanceof CliError);
+    assert.equal(
+      e.message,
+      // zlib takes them for the next member.
+      "gzip decompression failed - incorrect header check",
+    );
+    return true;
+  });
+  await assert.rejects(read(gz.subarray(0, gz.length - 3)), (e) => {
+    assert.ok(e instanceof CliError);
+    assert.equal(e.message, "gzip decompression failed - unexpected end of file");
+    return true;
+  });
 });
