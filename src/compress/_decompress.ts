@@ -19,6 +19,7 @@ import { LzopDecompressionStream } from "./lzop_decompression_stream.ts";
 import { type ZstdFramePiece, ZstdFrameScanner } from "./_zstd_frames.ts";
 import { nodeTransformToWeb } from "./_node_transform.ts";
 import { type ZlibHandle, zlibHandle } from "./_zlib_handle.ts";
+import { forwardByob } from "./_byte_stream.ts";
 
 type Zlib = typeof import("node:zlib");
 
@@ -148,25 +149,14 @@ function byteStream(
     type: "bytes",
     autoAllocateChunkSize: CHUNK,
     async pull(controller) {
-      const request = controller.byobRequest!;
-      const view = request.view as Uint8Array<ArrayBuffer>;
       if (inner === undefined) {
         const opened = await open();
         byob = opened.byob;
         inner = byob ? opened.stream.getReader({ mode: "byob" }) : opened.stream.getReader();
       }
-      if (byob) {
-        const r = await (inner as ReadableStreamBYOBReader).read(
-          new Uint8Array(view.buffer, view.byteOffset, view.byteLength),
-        );
-        if (r.done) {
-          controller.close();
-          request.respondWithNewView(new Uint8Array(r.value!.buffer, r.value!.byteOffset, 0));
-          return;
-        }
-        request.respondWithNewView(r.value);
-        return;
-      }
+      if (byob) return forwardByob(controller, inner as ReadableStreamBYOBReader);
+      const request = controller.byobRequest!;
+      const view = request.view as Uint8Array;
       const r = await (inner as ReadableStreamDefaultReader<Uint8Array>).read();
       if (r.done) {
         controller.close();

@@ -7,6 +7,7 @@ import {
   detectCompression,
 } from "../compress/compression.ts";
 import { decodeStream } from "../compress/_decompress.ts";
+import { forwardByob } from "../compress/_byte_stream.ts";
 
 const EMPTY = new Uint8Array(0);
 /** Size of the read-ahead window (byte streams, once `readAhead` is set). */
@@ -587,20 +588,11 @@ export function mapStreamErrors(
       type: "bytes",
       autoAllocateChunkSize: 256 * 1024,
       async pull(controller) {
-        const request = controller.byobRequest!;
-        const view = request.view!;
-        let r: ReadableStreamReadResult<Uint8Array>;
         try {
-          r = await source.read(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+          await forwardByob(controller, source);
         } catch (e) {
           throw map(e);
         }
-        if (r.done) {
-          controller.close();
-          request.respondWithNewView(new Uint8Array(r.value!.buffer, r.value!.byteOffset, 0));
-          return;
-        }
-        request.respondWithNewView(r.value);
       },
       cancel(reason) {
         return source.cancel(reason);
