@@ -136,3 +136,20 @@ export async function writeNoise(
     await device.write(at, new Uint8Array(words.buffer, 0, Math.min(words.byteLength, size - at)));
   }
 }
+
+/**
+ * Pipes `readable` through `zstd -1 -q -c` into a new file at `path`
+ * (truncated if it exists); resolves once both sides are done.
+ */
+export async function zstdToFile(
+  readable: ReadableStream<Uint8Array>,
+  path: string,
+): Promise<void> {
+  const file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const zstd = new Deno.Command("zstd", {
+    args: ["-1", "-q", "-c"],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  await Promise.all([readable.pipeTo(zstd.stdin), zstd.stdout.pipeTo(file.writable)]);
+}

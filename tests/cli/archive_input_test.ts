@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { VmaWriter } from "../../mod.ts";
 import { CLI, have, TESTDATA, vma } from "../_cli_run.ts";
 import { concat } from "../_craft.ts";
-import { writeNoise } from "../_helpers.ts";
+import { writeNoise, zstdToFile } from "../_helpers.ts";
 
 /** small.vma: the Proxmox fixture, decompressed. */
 const small = new Uint8Array(gunzipSync(await Deno.readFile(`${TESTDATA}small.vma.gz`)));
@@ -346,16 +346,7 @@ Deno.test({
     const writer = new VmaWriter({ uuid: "00000000-0000-4000-8000-000000000003" });
     const device = writer.addDevice("drive-scsi0", size);
     const path = `${dir}/random.vma.zst`;
-    const file = await Deno.open(path, { write: true, create: true, truncate: true });
-    const zstd = new Deno.Command("zstd", {
-      args: ["-1", "-q", "-c"],
-      stdin: "piped",
-      stdout: "piped",
-    }).spawn();
-    const done = Promise.all([
-      writer.readable.pipeTo(zstd.stdin),
-      zstd.stdout.pipeTo(file.writable),
-    ]);
+    const done = zstdToFile(writer.readable, path);
     await writeNoise(device, size, 0x2545f491);
     await writer.close();
     await done;
