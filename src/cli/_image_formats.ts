@@ -1,6 +1,6 @@
 // The image formats `vma extract --format` writes, by QEMU's name: the file
 // extension and the writer factory (a new format is one entry here).
-import { deflateRawSync } from "node:zlib";
+import { deflateRawBound, DeflateRawEncoder } from "../compress/_deflate_raw_encoder.ts";
 import { zstdFrameBound, ZstdFrameEncoder } from "../compress/_zstd_frame.ts";
 import type { DiskImageWriter, PositionedWriter } from "../image/disk_image_writer.ts";
 import { createQcow2Writer } from "../image/qcow2_writer.ts";
@@ -27,29 +27,36 @@ export interface ImageFormat {
   ): Promise<DiskImageWriter>;
 }
 
-/** QEMU inflates qcow2 clusters with windowBits -12: deflate with the same window. */
-const deflate = (data: Uint8Array) =>
-  Promise.resolve<Uint8Array>(deflateRawSync(data, { windowBits: 12 }));
 /**
- * One zstd context for every cluster (a 64 KiB window: one cluster), writing
- * into one scratch buffer that is returned as it is. That is safe here: the
- * qcow2 writer writes each compressed cluster to its target before it
- * compresses the next, and the target (FileWriter) copies or writes the
- * bytes before its write returns. A context and an output buffer per call
- * (`zstdCompressSync`), then a copy per cluster, left so much memory to the
- * garbage collector that extracting 1 GiB of data to a zstd-compressed qcow2
- * peaked at 142-170 MB, then 124-132 MB; 84-87 MB now.
+ * qcow2's cluster compressors: one context for every cluster, writing into
+ * one scratch buffer that is returned as it is. That is safe here: the qcow2
+ * writer writes each compressed cluster to its target before it compresses
+ * the next, and the target (FileWriter) copies or writes the bytes before its
+ * write returns. A context and an output buffer per call (`zstdCompressSync`,
+ * `deflateRawSync`), then a copy per cluster, left so much memory to the
+ * garbage collector that extracting 1 GiB of data to a compressed qcow2
+ * peaked at 142-170 MB (zstd) and 150 MB (zlib); 84-87 MB now.
  */
-let zstdEncoder: ZstdFrameEncoder | undefined;
-let zstdScratch = new Uint8Array(0);
-const zstd = (data: Uint8Array) => {
-  zstdEncoder ??= new ZstdFrameEncoder(3, { windowLog: 16, checksum: false });
-  if (zstdScratch.length < zstdFrameBound(data.length)) {
-    zstdScratch = new Uint8Array(zstdFrameBound(data.length));
-  }
-  const length = zstdEncoder.encode(data, zstdScratch);
-  return Promise.resolve(zstdScratch.subarray(0, length));
-};
+function scratchCompressor(
+  encoder: () => { encode(input: Uint8Array, out: Uint8Array): number },
+  bound: (length: number) => number,
+): (data: Uint8Array) => Promise<Uint8Array> {
+  let made: { encode(input: Uint8Array, out: Uint8Array): number } | undefined;
+  let scratch = new Uint8Array(0);
+  return (data) => {
+    made ??= encoder();
+    if (scratch.length < bound(data.length)) scratch = new Uint8Array(bound(data.length));
+    return Promise.resolve(scratch.subarray(0, made.encode(data, scratch)));
+  };
+}
+
+/** QEMU inflates qcow2 clusters with windowBits -12: deflate with the same window. */
+const deflate = scratchCompressor(() => new DeflateRawEncoder(12), deflateRawBound);
+/** zstd with a 64 KiB window (one cluster) and no checksum, as QEMU writes. */
+const zstd = scratchCompressor(
+  () => new ZstdFrameEncoder(3, { windowLog: 16, checksum: false }),
+  zstdFrameBound,
+);
 
 /** The formats by QEMU's name, in the order `--help` lists them. */
 export const IMAGE_FORMATS: Readonly<Record<string, ImageFormat>> = {
