@@ -1,4 +1,5 @@
 // Shared helpers of the library tests.
+import assert from "node:assert/strict";
 import { md5 } from "npm:@noble/hashes@^2.0.1/legacy.js";
 import { type VmaDevice, VmaReader, VmaWriter, type VmaWriterOptions } from "../mod.ts";
 import { extractVma } from "../src/vma/extract_vma.ts";
@@ -138,18 +139,20 @@ export async function writeNoise(
 }
 
 /**
- * Pipes `readable` through `zstd -1 -q -c` into a new file at `path`
- * (truncated if it exists); resolves once both sides are done.
+ * Pipes `readable` through `zstd -1 -q -c` (or `lzop -1 -c`) into a new file
+ * at `path` (truncated if it exists); resolves once both sides are done.
  */
-export async function zstdToFile(
+export async function compressToFile(
   readable: ReadableStream<Uint8Array>,
   path: string,
+  tool: "zstd" | "lzop" = "zstd",
 ): Promise<void> {
   const file = await Deno.open(path, { write: true, create: true, truncate: true });
-  const zstd = new Deno.Command("zstd", {
-    args: ["-1", "-q", "-c"],
+  const child = new Deno.Command(tool, {
+    args: tool === "zstd" ? ["-1", "-q", "-c"] : ["-1", "-c"],
     stdin: "piped",
     stdout: "piped",
   }).spawn();
-  await Promise.all([readable.pipeTo(zstd.stdin), zstd.stdout.pipeTo(file.writable)]);
+  await Promise.all([readable.pipeTo(child.stdin), child.stdout.pipeTo(file.writable)]);
+  assert.ok((await child.status).success, `${tool} failed`);
 }

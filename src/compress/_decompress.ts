@@ -2,7 +2,7 @@
 // node:zlib where it exists (Deno, Node, Bun; loaded by a dynamic import so
 // that browsers can load the library), else through `DecompressionStream`
 // (gzip everywhere; zstd where a browser has it), else through the caller's
-// zstd decoder; lzop through our LzopDecompressionStream. Private to the
+// zstd decoder; lzop through our own decoder (_lzop_decoder.ts). Private to the
 // library; the CLI labels its errors itself.
 //
 // Why no npm zstd decoder (such as fzstd) for every runtime: it would be the
@@ -15,7 +15,7 @@
 // two runs). Browsers without a zstd DecompressionStream take a decoder
 // through the `zstd` option instead.
 import type { Compression, DecompressionOptions } from "./compression.ts";
-import { LzopDecompressionStream } from "./lzop_decompression_stream.ts";
+import { LzopDecoder } from "./_lzop_decoder.ts";
 import { type ZstdFramePiece, ZstdFrameScanner } from "./_zstd_frames.ts";
 import { nodeTransformToWeb } from "./_node_transform.ts";
 import { type ZlibHandle, zlibHandle } from "./_zlib_handle.ts";
@@ -90,7 +90,7 @@ export function decodeStream(
     case "zstd":
       return zstdDecompress(raw, options);
     case "lzop":
-      return raw.pipeThrough(new LzopDecompressionStream());
+      return lzopBytes(raw);
   }
 }
 
@@ -175,6 +175,107 @@ function byteStream(
   });
 }
 
+/**
+ * Reads `raw` into one buffer, reused: each chunk is valid until the next
+ * read. A stream that is not a byte stream is read chunk by chunk as it
+ * comes.
+ */
+function reusingReader(raw: ReadableStream<Uint8Array>): {
+  read(): Promise<Uint8Array | undefined>;
+  cancel(reason: unknown): Promise<void>;
+} {
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = raw.getReader({ mode: "byob" });
+  } catch {
+    // Not a byte stream: its chunks are taken as they come.
+  }
+  const input = byob ?? raw.getReader();
+  let buffer = new ArrayBuffer(CHUNK);
+  return {
+    async read() {
+      if (byob === undefined) {
+        const r = await (input as ReadableStreamDefaultReader<Uint8Array>).read();
+        return r.done ? undefined : r.value;
+      }
+      const r = await byob.read(new Uint8Array(buffer));
+      if (r.done) return undefined;
+      buffer = r.value.buffer as ArrayBuffer;
+      return r.value;
+    },
+    cancel: (reason) => input.cancel(reason),
+  };
+}
+
+/**
+ * An lzop stream decoded into the reader's buffers (a byte stream): each block
+ * is decoded into a buffer the decoder reuses, then copied out, so that memory
+ * is the largest block (256 KiB as `lzop` writes them, at most 64 MiB)
+ * whatever the stream's length. LzopDecompressionStream, which hands every
+ * block out as a chunk of its own, allocated one per block: `vma verify` of a
+ * 1 GiB `.vma.lzo` peaked at 178 MB, waiting for the garbage collector.
+ */
+function lzopBytes(raw: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const decoder = new LzopDecoder({ reuse: true });
+  // The decoder holds no view of a chunk once its blocks are all out.
+  const input = reusingReader(raw);
+  /** The blocks of the last chunk read; each is valid until the next is asked for. */
+  let blocks: Iterator<Uint8Array> | undefined;
+  let block: Uint8Array | undefined;
+  let used = 0;
+  let ended = false;
+  return new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: CHUNK,
+    async pull(controller) {
+      const request = controller.byobRequest!;
+      const view = request.view as Uint8Array;
+      let filled = 0;
+      try {
+        while (filled < view.length) {
+          if (block !== undefined) {
+            const n = Math.min(block.length - used, view.length - filled);
+            view.set(block.subarray(used, used + n), filled);
+            filled += n;
+            used += n;
+            if (used === block.length) block = undefined;
+            continue;
+          }
+          const next = blocks?.next();
+          if (next !== undefined && !next.done) {
+            block = next.value;
+            used = 0;
+            continue;
+          }
+          blocks = undefined;
+          if (ended) break;
+          const chunk = await input.read();
+          if (chunk === undefined) {
+            decoder.finish();
+            ended = true;
+          } else if (!(chunk instanceof Uint8Array)) {
+            throw new TypeError("Cannot decompress a chunk that is not a Uint8Array");
+          } else {
+            blocks = decoder.push(chunk);
+          }
+        }
+      } catch (e) {
+        input.cancel(e).catch(() => {});
+        throw e;
+      }
+      if (filled === 0) {
+        controller.close();
+        request.respond(0);
+        return;
+      }
+      request.respond(filled);
+    },
+    cancel(reason) {
+      return input.cancel(reason);
+    },
+  });
+}
+
 /** zlib's Z_FINISH: with no input left, it reports a stream cut short. */
 const Z_FINISH = 4;
 
@@ -192,24 +293,8 @@ function decodeInto(
   handle: ZlibHandle,
   scanner: ZstdFrameScanner | undefined,
 ): ReadableStream<Uint8Array> {
-  let byob: ReadableStreamBYOBReader | undefined;
-  try {
-    byob = raw.getReader({ mode: "byob" });
-  } catch {
-    // Not a byte stream: its chunks are taken as they come.
-  }
-  const input = byob ?? raw.getReader();
-  let inBuffer = new ArrayBuffer(CHUNK);
-  const read = async (): Promise<Uint8Array | undefined> => {
-    if (byob === undefined) {
-      const r = await (input as ReadableStreamDefaultReader<Uint8Array>).read();
-      return r.done ? undefined : r.value;
-    }
-    const r = await byob.read(new Uint8Array(inBuffer));
-    if (r.done) return undefined;
-    inBuffer = r.value.buffer as ArrayBuffer;
-    return r.value;
-  };
+  const input = reusingReader(raw);
+  const read = input.read;
   let pieces: ZstdFramePiece[] = [];
   let used = 0;
   let inFrame = false;

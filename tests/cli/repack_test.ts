@@ -5,7 +5,7 @@ import { gzipSync } from "node:zlib";
 import { VmaWriter } from "../../mod.ts";
 import { CLI, fixtureDir, have, makeDisk, sh, TESTDATA, vma } from "../_cli_run.ts";
 import { measureVma, NO_PEAK_RSS } from "./_peak_rss.ts";
-import { writeNoise, zstdToFile } from "../_helpers.ts";
+import { compressToFile, writeNoise } from "../_helpers.ts";
 
 const UUID_A = "11111111-2222-4333-8444-555555555555";
 const UUID_B = "99999999-8888-4777-8666-555555555555";
@@ -261,7 +261,7 @@ Deno.test({
       const size = 256 * 1024 * 1024;
       const writer = new VmaWriter();
       const device = writer.addDevice("drive-scsi0", size);
-      const done = zstdToFile(writer.readable, `${dir}/big.vma.zst`);
+      const done = compressToFile(writer.readable, `${dir}/big.vma.zst`);
       const piece = new Uint8Array(1 << 20);
       const view = new DataView(piece.buffer);
       for (let at = 0; at < size; at += piece.length) {
