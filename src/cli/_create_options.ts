@@ -81,6 +81,8 @@ export interface CreateOptions {
   readonly zstdLevel: number;
   /** `--threads`: threads that compress (1: no workers). */
   readonly threads: number;
+  /** The zstd-only options given (`--zstd-level`, `--threads`), for a warning without zstd. */
+  readonly zstdOptions: readonly string[];
   readonly vmid: string | undefined;
   readonly uuid: string | undefined;
   readonly ctime: Date | undefined;
@@ -150,6 +152,8 @@ export function createOptions(
     compress: compress as Compress | undefined,
     zstdLevel,
     threads,
+    zstdOptions: (["zstd-level", "threads"] as const).filter((o) => values[o] !== undefined)
+      .map((o) => `--${o}`),
     vmid,
     uuid: lastString(values.uuid),
     ctime: parseCtime(lastString(values.ctime)),

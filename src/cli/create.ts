@@ -171,6 +171,15 @@ export function planOutput(options: CreateOptions, ctime: Date): OutputPlan {
       throw new CliError(`can't open file ${shown(path)} - File exists`);
     }
   }
+  if (compress !== "zstd" && options.zstdOptions.length > 0) {
+    warn(
+      `${options.zstdOptions.join(" and ")} ${
+        options.zstdOptions.length > 1 ? "apply" : "applies"
+      } to zstd only, and the archive is ${
+        compress === "gzip" ? "gzip-compressed" : "not compressed"
+      }: ignored`,
+    );
+  }
   return { path, compress };
 }
 

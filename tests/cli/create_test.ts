@@ -193,6 +193,45 @@ Deno.test({
   },
 });
 
+Deno.test("vma create warns that --zstd-level and --threads are ignored without zstd, and writes the same archive", async () => {
+  const args = ["--uuid", "11111111-2222-4333-8444-555555555555", "--ctime", "1700000000"];
+  const cases: [string[], string, string][] = [
+    [
+      ["--zstd-level", "7"],
+      "w1.vma.gz",
+      "--zstd-level applies to zstd only, and the archive is gzip-compressed: ignored",
+    ],
+    [
+      ["--threads", "2", "--zstd-level", "1"],
+      "w2.vma",
+      "--zstd-level and --threads apply to zstd only, and the archive is not compressed: ignored",
+    ],
+    [
+      ["--threads", "3", "--compress", "none"],
+      "w3.vma.zst",
+      "--threads applies to zstd only, and the archive is not compressed: ignored",
+    ],
+  ];
+  for (const [extra, name, message] of cases) {
+    const r = await vma(["create", ...args, "--ordered", ...extra, name, ...PROXMOX_ARGS], {
+      cwd: dir,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stderr.split("\n").filter((l) => l.includes("zstd only")).join("\n"),
+      `vma: warning: ${message}`,
+    );
+  }
+  const plain = await vma(["create", ...args, "--ordered", "w.vma", ...PROXMOX_ARGS], { cwd: dir });
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.ok(!plain.stderr.includes("zstd only"), plain.stderr);
+  const same = await sh(
+    "gzip -dc w1.vma.gz | cmp - w.vma && cmp w2.vma w.vma && cmp w3.vma.zst w.vma && echo same",
+    dir,
+  );
+  assert.equal(same.stdout, "same\n", same.stderr);
+});
+
 Deno.test("vma create - writes the archive to stdout, and vma extract - reads it back through a pipe", async () => {
   const r = await sh(
     `set -e -o pipefail; $VMA create - -c mapped/qemu-server.conf -d format=raw:drive-scsi0=disk0.raw -d format=raw:drive-scsi1=disk1.raw | $VMA extract - x-pipe >/dev/null; cmp x-pipe/disk-drive-scsi0.raw disk0.raw; cmp x-pipe/disk-drive-scsi1.raw disk1.raw; cmp x-pipe/qemu-server.conf mapped/qemu-server.conf; echo ok`,
