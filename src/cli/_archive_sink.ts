@@ -8,6 +8,8 @@ import { createGzip } from "node:zlib";
 import { SeekableZstdCompressor } from "../compress/_seekable_zstd.ts";
 import { constants as fsConstants, promises as fsp } from "node:fs";
 import { shown, shownQuoted } from "./_quote.ts";
+import { warn } from "./_stdio.ts";
+import { fileURLToPath as fromFileUrl } from "node:url";
 
 /** How the archive is compressed. */
 export type Compress = "none" | "zstd" | "gzip";
@@ -187,6 +189,24 @@ export function compressor(
         workers: threads - 1,
       });
   }
+}
+
+/**
+ * `threads`, or 1 when the zstd workers' modules cannot be read: a Worker
+ * that fails to load makes Deno print its own error before ours, so a run
+ * with `--allow-read` that does not cover vmakit's sources compresses on
+ * this thread instead, and says so.
+ */
+export function usableThreads(threads: number): number {
+  if (threads === 1) return 1;
+  const dir = new URL("../compress/", import.meta.url);
+  if (dir.protocol !== "file:") return threads;
+  const { state } = Deno.permissions.querySync({ name: "read", path: fromFileUrl(dir) });
+  if (state === "granted") return threads;
+  warn(
+    `compressing on one thread: the zstd workers need read access to ${shown(fromFileUrl(dir))}`,
+  );
+  return 1;
 }
 
 /**

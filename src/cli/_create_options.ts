@@ -152,8 +152,7 @@ export function createOptions(
     compress: compress as Compress | undefined,
     zstdLevel,
     threads,
-    zstdOptions: (["zstd-level", "threads"] as const).filter((o) => values[o] !== undefined)
-      .map((o) => `--${o}`),
+    zstdOptions: zstdOptionsGiven(values),
     vmid,
     uuid: lastString(values.uuid),
     ctime: parseCtime(lastString(values.ctime)),
@@ -184,12 +183,13 @@ function checkVmConfig(makeConfig: boolean, configFiles: readonly string[]): voi
   }
 }
 
-function parseZstdLevel(text: string | undefined): number {
+/** `--zstd-level <1-19>` of `command`; 3 when absent. */
+export function parseZstdLevel(text: string | undefined, command = "create"): number {
   const level = text === undefined ? DEFAULT_ZSTD_LEVEL : Number(text);
   if (!/^\d{1,2}$/.test(text ?? "3") || level < 1 || level > 19) {
     throw new UsageError(
       `invalid --zstd-level ${shownQuoted(String(text))}: use a number from 1 to 19`,
-      "create",
+      command,
     );
   }
   return level;
@@ -209,7 +209,7 @@ const DEFAULT_MAX_THREADS = 4;
  * DEFAULT_MAX_THREADS (on 2 cores, compressible data: 2 threads took 0.68x
  * the time of 1).
  */
-function parseThreads(text: string | undefined): number {
+export function parseThreads(text: string | undefined, command = "create"): number {
   if (text === undefined) {
     return Math.max(
       1,
@@ -220,10 +220,30 @@ function parseThreads(text: string | undefined): number {
   if (!/^\d{1,2}$/.test(text) || n < 1 || n > MAX_THREADS) {
     throw new UsageError(
       `invalid --threads ${shownQuoted(text)}: use a number from 1 to ${MAX_THREADS}`,
-      "create",
+      command,
     );
   }
   return n;
+}
+
+/**
+ * Warns that the zstd-only options `given` (`--zstd-level`, `--threads`)
+ * are ignored when the output is not zstd.
+ */
+export function warnZstdOptionsIgnored(given: readonly string[], compress: Compress): void {
+  if (compress === "zstd" || given.length === 0) return;
+  warn(
+    `${given.join(" and ")} ${given.length > 1 ? "apply" : "applies"} to zstd only, and the ${
+      compress === "gzip" ? "archive is gzip-compressed" : "archive is not compressed"
+    }: ignored`,
+  );
+}
+
+/** The zstd-only options among `values`, as `--name`s. */
+export function zstdOptionsGiven(values: { "zstd-level"?: unknown; threads?: unknown }): string[] {
+  return (["zstd-level", "threads"] as const).filter((o) => values[o] !== undefined).map((o) =>
+    `--${o}`
+  );
 }
 
 /** `--ctime`, else $SOURCE_DATE_EPOCH, else undefined (now). */

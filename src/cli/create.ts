@@ -11,17 +11,28 @@
 import { VmaWriter } from "../vma/vma_writer.ts";
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
 import { defineCommand } from "./_command.ts";
-import { type CreateOptions, createOptions, type DiskSpec, OPTIONS } from "./_create_options.ts";
+import {
+  type CreateOptions,
+  createOptions,
+  type DiskSpec,
+  OPTIONS,
+  warnZstdOptionsIgnored,
+} from "./_create_options.ts";
 import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
 import { formatVzdumpTime } from "./_proxmox_text.ts";
 import { warn, writeStderr, writeStdout } from "./_stdio.ts";
-import { fileURLToPath as fromFileUrl } from "node:url";
 import { baseName, lstatOrUndefined } from "./_output.ts";
 import { createProgress } from "./_progress.ts";
 import { type DiskSource, openDiskSource } from "./_raw_source.ts";
 import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
 import { parseVmConfig, vmConfigPlan } from "./_vm_config.ts";
-import { type Compress, compressor, openSink, pumpArchive } from "./_archive_sink.ts";
+import {
+  type Compress,
+  compressor,
+  openSink,
+  pumpArchive,
+  usableThreads,
+} from "./_archive_sink.ts";
 import { quote, shown, shownQuoted } from "./_quote.ts";
 import { MAX_BLOB_SIZE } from "../vma/_layout.ts";
 
@@ -171,15 +182,7 @@ export function planOutput(options: CreateOptions, ctime: Date): OutputPlan {
       throw new CliError(`can't open file ${shown(path)} - File exists`);
     }
   }
-  if (compress !== "zstd" && options.zstdOptions.length > 0) {
-    warn(
-      `${options.zstdOptions.join(" and ")} ${
-        options.zstdOptions.length > 1 ? "apply" : "applies"
-      } to zstd only, and the archive is ${
-        compress === "gzip" ? "gzip-compressed" : "not compressed"
-      }: ignored`,
-    );
-  }
+  warnZstdOptionsIgnored(options.zstdOptions, compress);
   return { path, compress };
 }
 
@@ -381,24 +384,6 @@ function addGeneratedConfig(
 
 /** Bytes of zeros per disk, as counted by the writer. */
 type ZeroCounts = number[];
-
-/**
- * `threads`, or 1 when the zstd workers' modules cannot be read: a Worker
- * that fails to load makes Deno print its own error before ours, so a run
- * with `--allow-read` that does not cover vmakit's sources compresses on
- * this thread instead, and says so.
- */
-function usableThreads(threads: number): number {
-  if (threads === 1) return 1;
-  const dir = new URL("../compress/", import.meta.url);
-  if (dir.protocol !== "file:") return threads;
-  const { state } = Deno.permissions.querySync({ name: "read", path: fromFileUrl(dir) });
-  if (state === "granted") return threads;
-  warn(
-    `compressing on one thread: the zstd workers need read access to ${shown(fromFileUrl(dir))}`,
-  );
-  return 1;
-}
 
 /**
  * Feeds the disks into `writer` while its archive streams into the sink

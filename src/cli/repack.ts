@@ -1,5 +1,6 @@
 /**
- * `vma repack [--ordered] [--uuid U] [--ctime T] [--compress C] <in> <out>`:
+ * `vma repack [--ordered] [--uuid U] [--ctime T] [--compress C] [--zstd-level L]
+ * [--threads N] <in> <out>`:
  * rewrites an archive, every config and device byte for byte.
  *
  * @module
@@ -12,17 +13,23 @@ import { shown, shownQuoted } from "./_quote.ts";
 import {
   type Compress,
   compressor,
-  DEFAULT_ZSTD_LEVEL,
   openSink,
   pumpArchive,
+  usableThreads,
 } from "./_archive_sink.ts";
+import {
+  parseThreads,
+  parseZstdLevel,
+  warnZstdOptionsIgnored,
+  zstdOptionsGiven,
+} from "./_create_options.ts";
 import { lstatOrUndefined } from "./_output.ts";
 import type { VmaDiskImage } from "../vma/vma_index.ts";
 import type { VmaDeviceWriter } from "../vma/vma_writer.ts";
 
 const SYNOPSIS = `usage: vma repack [--ordered] [--uuid <uuid>] [--ctime <time>]
-                  [--compress zstd|gzip|none] [--tmpdir <dir>] [--save-index]
-                  <in> <out>`;
+                  [--compress zstd|gzip|none] [--zstd-level <1-19>]
+                  [--threads <n>] [--tmpdir <dir>] [--save-index] <in> <out>`;
 
 /** `vma repack`. */
 export const repack = defineCommand({
@@ -52,6 +59,11 @@ Options:
       --compress <kind>  zstd, gzip or none (default: from <out>'s name:
                          .zst, .gz, else none); zstd is written with a seek
                          table, as vma create writes it
+      --zstd-level <1-19>
+                         zstd compression level (default: 3)
+      --threads <n>      threads for zstd, as for vma create (default: the
+                         number of cores, at most 4); the bytes are the same
+                         whatever <n>
       --tmpdir <dir>     where to spool a compressed <in>
       --save-index       save the index of a plain <in> as <in>.vmaidx, used
                          by later runs while <in> is unchanged
@@ -62,12 +74,17 @@ Options:
     uuid: { type: "string" },
     ctime: { type: "string" },
     compress: { type: "string" },
+    "zstd-level": { type: "string" },
+    threads: { type: "string" },
     tmpdir: { type: "string" },
     "save-index": { type: "boolean" },
   },
   positionals: ["<in>", "<out>"],
   async run(values, [input, output]) {
     const compress = parseCompress(values.compress, output);
+    const zstdLevel = parseZstdLevel(values["zstd-level"], "repack");
+    const threads = parseThreads(values.threads, "repack");
+    warnZstdOptionsIgnored(zstdOptionsGiven(values), compress);
     const ctime = values.ctime === undefined ? undefined : parseTime(values.ctime);
     if (values.uuid !== undefined) {
       try {
@@ -96,7 +113,11 @@ Options:
       for (const config of header.configs) writer.addConfig(config.name, config.data);
       const devices = header.devices.map((d) => writer.addDevice(d.name, d.size));
       const sink = await openSink(output);
-      const transform = compressor(compress, DEFAULT_ZSTD_LEVEL);
+      const transform = compressor(
+        compress,
+        zstdLevel,
+        compress === "zstd" ? usableThreads(threads) : 1,
+      );
       const pump = pumpArchive(writer, transform, sink);
       const feed = async () => {
         for (const device of devices) {

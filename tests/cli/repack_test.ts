@@ -127,6 +127,45 @@ Deno.test("vma repack keeps the input's uuid and time; --compress zstd; '-' to a
   }
 });
 
+Deno.test({
+  name:
+    "vma repack --threads and --zstd-level: the same bytes whatever the threads, the same archive whatever the level; ignored with a warning without zstd",
+  ignore: !have("zstd"),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "vma-repack-" });
+    try {
+      // 3 MiB per disk: several 2 MiB zstd frames.
+      const disks: [string, Uint8Array][] = [
+        ["drive-scsi0", makeDisk(3 << 20, 5)],
+        ["drive-scsi1", makeDisk(3 << 20, 6)],
+      ];
+      const a = await writeArchive(disks, { uuid: UUID_A, ctime: new Date(1e12), seed: 3 });
+      await Deno.writeFile(`${dir}/a.vma`, a);
+      const run = async (options: string[], out: string) => {
+        const r = await vma(["repack", "--ordered", ...options, "a.vma", out], { cwd: dir });
+        assert.equal(r.code, 0, r.stderr);
+        return r.stderr;
+      };
+      for (const threads of ["1", "2", "3"]) {
+        await run(["--threads", threads], `t${threads}.vma.zst`);
+      }
+      await run(["--zstd-level", "19"], "l19.vma.zst");
+      await run([], "o.vma");
+      assert.equal(
+        await run(["--threads", "2", "--zstd-level", "5"], "g.vma.gz"),
+        "vma: warning: --zstd-level and --threads apply to zstd only, and the archive is gzip-compressed: ignored\n",
+      );
+      const r = await sh(
+        "cmp t1.vma.zst t2.vma.zst && cmp t1.vma.zst t3.vma.zst && ! cmp -s t1.vma.zst l19.vma.zst && zstd -dcq t1.vma.zst | cmp - o.vma && zstd -dcq l19.vma.zst | cmp - o.vma && gzip -dc g.vma.gz | cmp - o.vma && echo same",
+        dir,
+      );
+      assert.equal(r.stdout, "same\n", r.stderr);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 Deno.test("vma repack of Proxmox's fixture, plain and compressed, keeps every byte", async () => {
   const dir = await fixtureDir();
   try {
@@ -183,6 +222,21 @@ Deno.test("vma repack refuses bad options, an existing output, a malformed input
       r.stderr.split("\n")[0],
       "vma: invalid --ctime 'yesterday': give seconds since the epoch or an ISO 8601 date",
     );
+    for (
+      const [option, value, range] of [
+        ["--zstd-level", "0", "1 to 19"],
+        ["--zstd-level", "fast", "1 to 19"],
+        ["--threads", "0", "1 to 64"],
+        ["--threads", "two", "1 to 64"],
+      ]
+    ) {
+      r = await vma(["repack", option, value, "small.vma", "o.vma.zst"], { cwd: dir });
+      assert.equal(r.code, 2);
+      assert.equal(
+        r.stderr.split("\n")[0],
+        `vma: invalid ${option} '${value}': use a number from ${range}`,
+      );
+    }
     r = await vma(["repack", "small.vma", "disk0.raw"], { cwd: dir });
     assert.equal(r.code, 1);
     assert.equal(r.stderr, "vma: can't open file disk0.raw - File exists\n");
@@ -303,7 +357,8 @@ Deno.test({
       );
       // Measured 150-180 MiB before the pacer (zstd's decoder and compressor
       // buffers awaiting collection), about 100 MiB with it; 191 MiB when the
-      // seekable compressor's frames were not handed back to it, 99 since.
+      // seekable compressor's frames were not handed back to it, 99 since; 107-109
+      // since --threads defaults to the cores (a zstd worker on 2 cores).
       assert.ok(r.peakRss < 150 * 2 ** 20, `${r.peakRss}`);
       assert.deepEqual(names(dir), ["big.vma.zst", "big2.vma.zst"]);
     } finally {
@@ -336,7 +391,8 @@ Deno.test({
       );
       // Measured 148-165 MiB before the garbage collection pacer, 95-110 with
       // it; 153-162 MiB when the seekable compressor's frames were not handed
-      // back to it, 82 since.
+      // back to it, 82 since; 123 since --threads defaults to the cores (a
+      // zstd worker on 2 cores, and a frame in flight on each thread).
       assert.ok(r.peakRss < 150 * 2 ** 20, `${r.peakRss}`);
       const verify = await vma(["verify", "r2.vma.zst"], { cwd: dir });
       assert.equal(verify.code, 0, verify.stderr);
