@@ -16,6 +16,7 @@ import type { PositionedReader } from "../image/disk_image.ts";
 import type { DecompressionOptions } from "./compression.ts";
 import { decodeStream } from "./_decompress.ts";
 import { ZstdFrameScanner } from "./_zstd_frames.ts";
+import { type ZlibHandle, zlibHandle } from "./_zlib_handle.ts";
 
 const SKIPPABLE_MAGIC = 0x184d2a5e;
 const SEEKABLE_MAGIC = 0x8f92eab1;
@@ -140,23 +141,51 @@ export interface ZstdSeekableOptions extends DecompressionOptions {
   maxTableBytes?: number;
 }
 
+/** Spare buffers kept for frames, each kind (compressed and decompressed). */
+const SPARES = 2;
+
+/** A decompressed frame in the cache, and the reads copying from it now. */
+interface CachedFrame {
+  readonly bytes: Uint8Array;
+  pins: number;
+  /** Out of the cache: its buffer is reused once no read holds it. */
+  dropped: boolean;
+}
+
+/** The compressed file, read into the caller's buffer where it can be. */
+type SeekableSource = PositionedReader & {
+  readInto?(position: number, target: Uint8Array): Promise<number>;
+};
+
 /**
  * Positioned reads of the decompressed bytes of a seekable zstd file, from
  * {@linkcode openZstdSeekable}. Each frame read is decompressed whole,
  * checked against the size the table gives it, and kept in a cache bounded
  * by bytes. Concurrent reads of one frame decompress it once; concurrent
  * reads of different frames are decompressed at once only as far as
- * `decodingBytes` allows.
+ * `decodingBytes` allows. With node:zlib's decoder (Deno, Node), frames are
+ * decoded into buffers the reader reuses once a frame has left the cache
+ * and no read is copying from it, and, when the file has a `readInto`, read
+ * into reused buffers too: a long run of reads allocates next to nothing.
  */
 export class ZstdSeekableReader implements PositionedReader {
-  readonly #file: PositionedReader;
+  readonly #file: SeekableSource;
   readonly #compressedAt: Float64Array;
   readonly #decompressedAt: Float64Array;
   readonly #options: ZstdSeekableOptions;
   readonly #cacheBytes: number;
-  readonly #cache = new Map<number, Uint8Array>();
-  readonly #pending = new Map<number, Promise<Uint8Array>>();
+  readonly #cache = new Map<number, CachedFrame>();
+  readonly #pending = new Map<number, { promise: Promise<CachedFrame>; waiters: number }>();
   #cached = 0;
+  /**
+   * node:zlib's zstd decoder handle, which decodes a frame synchronously into
+   * a buffer of ours (undefined: not tried yet; null: none here).
+   */
+  #decoder: ZlibHandle | null | undefined;
+  /** Buffers of frames dropped from the cache, for later frames (at most SPARES). */
+  readonly #spareOut: Uint8Array[] = [];
+  /** Buffers for compressed frames, when the file reads into the caller's buffer. */
+  readonly #spareIn: Uint8Array[] = [];
   #closed = false;
   readonly #decodingBytes: number;
   /** Bytes of the frames being decompressed now. */
@@ -166,7 +195,7 @@ export class ZstdSeekableReader implements PositionedReader {
 
   /** @internal Built by {@linkcode openZstdSeekable}. */
   constructor(
-    file: PositionedReader,
+    file: SeekableSource,
     compressedAt: Float64Array,
     decompressedAt: Float64Array,
     options: ZstdSeekableOptions,
@@ -221,8 +250,9 @@ export class ZstdSeekableReader implements PositionedReader {
       const i = this.#find(at);
       const frame = await this.#frame(i);
       const start = this.#decompressedAt[i];
-      const n = Math.min(end, start + frame.length) - at;
-      target.set(frame.subarray(at - start, at - start + n), at - position);
+      const n = Math.min(end, start + frame.bytes.length) - at;
+      target.set(frame.bytes.subarray(at - start, at - start + n), at - position);
+      this.#unpin(frame);
       at += n;
     }
     return Math.max(0, end - position);
@@ -234,6 +264,10 @@ export class ZstdSeekableReader implements PositionedReader {
     this.#closed = true;
     this.#cache.clear();
     this.#cached = 0;
+    this.#spareOut.length = 0;
+    this.#spareIn.length = 0;
+    this.#decoder?.close();
+    this.#decoder = null;
     await this.#file.close();
   }
 
@@ -250,24 +284,53 @@ export class ZstdSeekableReader implements PositionedReader {
     return lo;
   }
 
-  #frame(i: number): Promise<Uint8Array> {
+  /**
+   * Frame `i`, pinned for the caller, who unpins it once copied from: a
+   * pinned frame's buffer is not reused, even once dropped from the cache.
+   */
+  #frame(i: number): Promise<CachedFrame> {
     const hit = this.#cache.get(i);
     if (hit !== undefined) {
       // Most recently used last.
       this.#cache.delete(i);
       this.#cache.set(i, hit);
+      hit.pins++;
       return Promise.resolve(hit);
     }
     let pending = this.#pending.get(i);
     if (pending === undefined) {
-      pending = this.#decompressInTurn(i).finally(() => this.#pending.delete(i));
-      this.#pending.set(i, pending);
+      const record = { waiters: 0, promise: this.#decompressInTurn(i) };
+      // On success, #keep has already removed the record (see there).
+      record.promise.catch(() => {
+        if (this.#pending.get(i) === record) this.#pending.delete(i);
+      });
+      this.#pending.set(i, record);
+      pending = record;
     }
-    return pending;
+    pending.waiters++;
+    return pending.promise;
+  }
+
+  #unpin(frame: CachedFrame): void {
+    frame.pins--;
+    if (frame.pins === 0 && frame.dropped) this.#recycle(frame.bytes);
+  }
+
+  /** Keeps the buffer of a frame no one reads any more, for a later frame. */
+  #recycle(bytes: Uint8Array): void {
+    if (!this.#closed && this.#spareOut.length < SPARES) {
+      this.#spareOut.push(new Uint8Array(bytes.buffer));
+    }
+  }
+
+  /** A buffer of at least `length` bytes: a spare one, or a new one of `capacity`. */
+  #take(spares: Uint8Array[], length: number, capacity = length): Uint8Array {
+    const k = spares.findIndex((b) => b.length >= length);
+    return k < 0 ? new Uint8Array(Math.max(length, capacity)) : spares.splice(k, 1)[0];
   }
 
   /** {@linkcode #decompress} once the frame's bytes fit in `decodingBytes`. */
-  async #decompressInTurn(i: number): Promise<Uint8Array> {
+  async #decompressInTurn(i: number): Promise<CachedFrame> {
     const cost = this.#compressedAt[i + 1] - this.#compressedAt[i] +
       this.#decompressedAt[i + 1] - this.#decompressedAt[i];
     if (
@@ -293,14 +356,42 @@ export class ZstdSeekableReader implements PositionedReader {
     }
   }
 
-  async #decompress(i: number): Promise<Uint8Array> {
+  async #decompress(i: number): Promise<CachedFrame> {
     const position = this.#compressedAt[i];
     const compressedSize = this.#compressedAt[i + 1] - position;
     const size = this.#decompressedAt[i + 1] - this.#decompressedAt[i];
     const bad = (why: string) =>
       new SyntaxError(`Cannot read the seekable zstd file: frame ${i} at ${position} ${why}`);
-    const compressed = await this.#file.read(position, compressedSize);
-    if (compressed.length !== compressedSize) throw bad("ends early");
+    const readInto = this.#file.readInto?.bind(this.#file);
+    let compressed: Uint8Array;
+    let inBuffer: Uint8Array | undefined;
+    if (readInto !== undefined) {
+      // Room for any frame of this size, so that frames of one size share buffers.
+      inBuffer = this.#take(this.#spareIn, compressedSize, compressBound(size));
+      compressed = inBuffer.subarray(
+        0,
+        await readInto(position, inBuffer.subarray(0, compressedSize)),
+      );
+    } else {
+      compressed = await this.#file.read(position, compressedSize);
+    }
+    try {
+      if (compressed.length !== compressedSize) throw bad("ends early");
+      return await this.#decode(i, compressed, size, bad);
+    } finally {
+      if (inBuffer !== undefined && !this.#closed && this.#spareIn.length < SPARES) {
+        this.#spareIn.push(inBuffer);
+      }
+    }
+  }
+
+  /** Decompresses the frame(s) of `compressed` (frame `i`, `size` bytes) into the cache. */
+  async #decode(
+    i: number,
+    compressed: Uint8Array,
+    size: number,
+    bad: (why: string) => SyntaxError,
+  ): Promise<CachedFrame> {
     const over = () => bad(`decompresses to more than the ${size} bytes of the seek table`);
     const fewer = (got: number) =>
       bad(`decompresses to ${got} bytes, not the ${size} of the seek table`);
@@ -317,6 +408,30 @@ export class ZstdSeekableReader implements PositionedReader {
       throw invalid(e);
     }
     if (this.#options.zstd === undefined) {
+      const decoder = await this.#handle();
+      if (decoder !== null) {
+        // Synchronous, into a buffer of ours (one spare byte: a frame that
+        // fills it decodes to more than its size): no garbage per frame.
+        const out = this.#take(this.#spareOut, size + 1);
+        let got = 0;
+        for (const [from, to] of spans) {
+          const room = size + 1 - got;
+          try {
+            decoder.reset();
+            decoder.writeSync(0, compressed, from, to - from, out, got, room);
+          } catch (e) {
+            this.#decoder = undefined; // after an error the handle is done
+            decoder.close();
+            throw invalid(e);
+          }
+          const [freeOut, leftIn] = decoder.state;
+          got += room - freeOut;
+          if (got > size || (leftIn > 0 && freeOut === 0)) throw over();
+          if (leftIn > 0) throw invalid(new Error("the decoder stopped inside the frame"));
+        }
+        if (got < size) throw fewer(got);
+        return this.#keep(i, out.subarray(0, size));
+      }
       const parts: Uint8Array[] = [];
       let got = 0;
       for (const [from, to] of spans) {
@@ -362,18 +477,46 @@ export class ZstdSeekableReader implements PositionedReader {
     return this.#keep(i, out);
   }
 
-  /** Keeps frame `i` in the cache, dropping the least recently used past `cacheBytes`. */
-  #keep(i: number, out: Uint8Array): Uint8Array {
+  /** node:zlib's zstd decoder handle, or null where there is none. */
+  async #handle(): Promise<ZlibHandle | null> {
+    if (this.#decoder === undefined) {
+      const zlib = await loadZlib();
+      if (this.#decoder === undefined) {
+        this.#decoder = typeof zlib?.createZstdDecompress === "function"
+          ? zlibHandle(zlib.createZstdDecompress()) ?? null
+          : null;
+      }
+    }
+    return this.#closed ? null : this.#decoder;
+  }
+
+  /**
+   * Keeps frame `i` in the cache, dropping the least recently used past
+   * `cacheBytes`; the frame comes pinned for each reader waiting for it.
+   */
+  #keep(i: number, out: Uint8Array): CachedFrame {
+    // Pinned once for each reader waiting. The waiting ends here: a later
+    // read finds the frame in the cache (and pins it), or, once it has been
+    // dropped from there, decompresses it anew; never this frame, whose
+    // buffer may then hold another one.
+    const frame: CachedFrame = {
+      bytes: out,
+      pins: this.#pending.get(i)?.waiters ?? 0,
+      dropped: this.#closed,
+    };
+    this.#pending.delete(i);
     if (!this.#closed) {
-      this.#cache.set(i, out);
+      this.#cache.set(i, frame);
       this.#cached += out.length;
       for (const [k, v] of this.#cache) {
         if (this.#cached <= this.#cacheBytes || k === i) break;
         this.#cache.delete(k);
-        this.#cached -= v.length;
+        this.#cached -= v.bytes.length;
+        v.dropped = true;
+        if (v.pins === 0) this.#recycle(v.bytes);
       }
     }
-    return out;
+    return frame;
   }
 }
 
@@ -411,7 +554,9 @@ export class ZstdSeekableReader implements PositionedReader {
  * assert.deepEqual(await reader!.read(998, 4), new Uint8Array([1, 1, 2, 2]));
  * ```
  *
- * @param file Positioned reads of the compressed file.
+ * @param file Positioned reads of the compressed file; a `readInto(position,
+ *   target)` method returning the bytes read, when it has one, is used to
+ *   read frames into reused buffers.
  * @param options Limits and the zstd decoder.
  * @returns A reader of the decompressed bytes, or `undefined` when the file
  *   does not end with a seekable footer.

@@ -323,3 +323,55 @@ Deno.test("ZstdSeekableReader ignores the seek table's checksums but checks a fr
       /^Cannot read the seekable zstd file: frame 0 at 0 is not valid zstd \(.*checksum.*\)$/i,
   });
 });
+
+Deno.test("ZstdSeekableReader reuses a frame's buffer only once no read holds it: concurrent reads through a tiny cache get the source's bytes", async () => {
+  // 24 frames of different bytes; reads of 1 to 3 frames at random places,
+  // 16 at a time, each compressed read answered at once or after a while.
+  const source = data(240_000).map((b, k) => b ^ (k / 10_000));
+  const bytes = seekableFile(framesOf(source, 10_000));
+  const buffers = new Set<ArrayBufferLike>();
+  let seed = 7;
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const file = {
+    size: bytes.length,
+    read: (p: number, n: number) => Promise.resolve(bytes.slice(p, p + n)),
+    async readInto(p: number, target: Uint8Array) {
+      buffers.add(target.buffer);
+      // Some at once (the reads then interleave within one turn of the event loop).
+      const wait = random(3);
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait - 1));
+      const piece = bytes.subarray(p, p + target.length);
+      target.set(piece);
+      return piece.length;
+    },
+    close: () => Promise.resolve(),
+  };
+  for (const cacheBytes of [0, 10_000, 30_000]) {
+    buffers.clear();
+    const reader = (await openZstdSeekable(file, { cacheBytes }))!;
+    for (let round = 0; round < 8; round++) {
+      const reads = Array.from({ length: 16 }, () => {
+        const at = random(source.length - 1);
+        return [at, 1 + random(30_000)] as const;
+      });
+      const got = await Promise.all(reads.map(([at, n]) => reader.read(at, n)));
+      got.forEach((g, k) => {
+        const [at, n] = reads[k];
+        assert.deepEqual(g, source.subarray(at, at + n), `cacheBytes ${cacheBytes}: ${n} at ${at}`);
+      });
+    }
+    // One read at a time: the compressed frames go into a few buffers, not one each.
+    buffers.clear();
+    for (let k = 0; k < 24; k++) {
+      assert.deepEqual(
+        await reader.read(k * 10_000 + 5, 10),
+        source.subarray(k * 10_000 + 5, k * 10_000 + 15),
+      );
+    }
+    assert.ok(buffers.size <= 2, `cacheBytes ${cacheBytes}: ${buffers.size} buffers`);
+    await reader.close();
+  }
+});
