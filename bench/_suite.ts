@@ -100,6 +100,8 @@ export function formatSize(bytes: number): string {
 }
 
 const ARCHIVE = "archive.vma";
+/** vmakit's zstd archive (seekable: frames and a seek table), from create-zstd-threads. */
+const ZSTD_ARCHIVE = "archive-t.vma.zst";
 const DEVICE = "drive-scsi0";
 
 function device(index: number, image: string): string {
@@ -314,8 +316,10 @@ function createRows(
       kind: "vma",
       script: `${vma} create --compress zstd --threads ${threads} archive-t.vma.zst ${raw}`,
       reads: [inputs.raw],
-      outputs: ["archive-t.vma.zst"],
-      check: (dir) => describeFile(dir, "archive-t.vma.zst"),
+      outputs: [ZSTD_ARCHIVE],
+      // Read by verify-zstd and cat-device-zstd.
+      keep: true,
+      check: (dir) => describeFile(dir, ZSTD_ARCHIVE),
     },
     pve.zstdThreads,
   ];
@@ -363,6 +367,24 @@ function readRows(vma: string, inputs: Inputs, pve: Record<string, RowSpec>): Ro
       reads: [ARCHIVE],
       outputs: [],
       needs,
+    },
+    {
+      id: "verify-zstd",
+      label: "vma verify archive.vma.zst (vmakit's)",
+      kind: "vma",
+      script: `${vma} verify ${ZSTD_ARCHIVE}`,
+      reads: [ZSTD_ARCHIVE],
+      outputs: [],
+      needs: { path: ZSTD_ARCHIVE, row: "create-zstd-threads" },
+    },
+    {
+      id: "cat-device-zstd",
+      label: "vma cat archive.vma.zst device > /dev/null (in place, through the seek table)",
+      kind: "vma",
+      script: `${vma} cat ${ZSTD_ARCHIVE} ${DEVICE} > /dev/null`,
+      reads: [ZSTD_ARCHIVE],
+      outputs: [],
+      needs: { path: ZSTD_ARCHIVE, row: "create-zstd-threads" },
     },
     {
       id: "repack",
@@ -671,6 +693,18 @@ export function suiteTargets(sizes: InputSizes): TargetSpec[] {
       label: "cat of a device (index pass, then reads) vs verify",
       row: "cat-device",
       baseline: "verify",
+    },
+    {
+      id: "verify-zstd",
+      label: "verify of vmakit's .vma.zst vs of the plain archive",
+      row: "verify-zstd",
+      baseline: "verify",
+    },
+    {
+      id: "cat-device-zstd",
+      label: "cat of a device from vmakit's .vma.zst (in place) vs from the plain archive",
+      row: "cat-device-zstd",
+      baseline: "cat-device",
     },
     {
       id: "repack",
