@@ -4,6 +4,7 @@ import { CliError, describeError } from "./_errors.ts";
 import * as fs from "node:fs";
 import { onCleanup } from "./_cleanup.ts";
 import { shown } from "./_quote.ts";
+import { openWriteback, type Writeback } from "./_writeback.ts";
 
 /** Directory part of a path (`.` when none). */
 export function dirName(path: string): string {
@@ -51,6 +52,8 @@ export class BufferedFileWriter {
   #used = 0;
   /** Bytes written (or buffered) so far. */
   bytes = 0;
+  /** Bytes in the file so far (not buffered). */
+  flushed = 0;
 
   constructor(file: Deno.FsFile) {
     this.#file = file;
@@ -59,6 +62,7 @@ export class BufferedFileWriter {
   async #writeAll(data: Uint8Array): Promise<void> {
     let off = 0;
     while (off < data.length) off += await this.#file.write(data.subarray(off));
+    this.flushed += data.length;
   }
 
   /** Writes `chunk` (the caller may reuse it once the promise settles). */
@@ -93,6 +97,7 @@ export class AtomicFile {
   #file: Deno.FsFile;
   #writer: BufferedFileWriter;
   #removeCleanup: () => void;
+  #writeback: Writeback | undefined;
   #done = false;
 
   private constructor(
@@ -108,6 +113,7 @@ export class AtomicFile {
     this.#writer = new BufferedFileWriter(file);
     this.#removeCleanup = removeCleanup;
     setFile(file);
+    this.#writeback = openWriteback(tempPath);
   }
 
   /**
@@ -151,8 +157,9 @@ export class AtomicFile {
   }
 
   /** Writes a chunk. */
-  write(chunk: Uint8Array): Promise<void> {
-    return this.#writer.write(chunk);
+  async write(chunk: Uint8Array): Promise<void> {
+    await this.#writer.write(chunk);
+    this.#writeback?.written(this.#writer.flushed);
   }
 
   /** A WritableStream onto the file (does not commit on close). */
@@ -167,6 +174,7 @@ export class AtomicFile {
   async commit(): Promise<void> {
     if (this.#done) return;
     await this.#writer.flush();
+    await this.#writeback?.close();
     await this.#file.sync();
     this.#file.close();
     if (lstatOrUndefined(this.path) !== undefined) {
@@ -201,6 +209,7 @@ export class AtomicFile {
   discard(): void {
     if (this.#done) return;
     this.#done = true;
+    this.#writeback?.close().catch(() => {});
     try {
       this.#file.close();
     } catch {
