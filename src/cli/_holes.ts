@@ -2,34 +2,13 @@
 // which neither Deno nor node:fs exposes: called through FFI on Linux. Where
 // that is not possible (other systems, no --allow-ffi), callers read the
 // whole file instead.
+import { cPath, libc } from "./_libc.ts";
 
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
 const O_RDONLY = 0;
 const O_CLOEXEC = 0o2000000;
 const ENXIO = 6;
-
-const SYMBOLS = {
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  lseek: { parameters: ["i32", "i64", "i32"], result: "i64" },
-  __errno_location: { parameters: [], result: "pointer" },
-} as const;
-
-type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
-let libc: Libc | null | undefined;
-
-function loadLibc(): Libc | null {
-  if (libc !== undefined) return libc;
-  libc = null;
-  if (Deno.build.os !== "linux") return libc;
-  try {
-    libc = Deno.dlopen("libc.so.6", SYMBOLS);
-  } catch {
-    // No permission (--allow-ffi) or no glibc: fall back to reading.
-  }
-  return libc;
-}
 
 /** Data and hole boundaries of one file. */
 export interface HoleMap {
@@ -47,16 +26,16 @@ export interface HoleMap {
  * not answer them).
  */
 export function openHoleMap(path: string): HoleMap | undefined {
-  const lib = loadLibc();
+  const lib = libc();
   if (lib === null) return undefined;
-  const fd = lib.symbols.open(new TextEncoder().encode(path + "\0"), O_RDONLY | O_CLOEXEC);
+  const fd = lib.open(cPath(path), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return undefined;
   const errno = () => {
-    const ptr = lib.symbols.__errno_location();
+    const ptr = lib.__errno_location();
     return ptr === null ? 0 : new Deno.UnsafePointerView(ptr).getInt32();
   };
   const seek = (offset: number, whence: number): number | undefined => {
-    const r = Number(lib.symbols.lseek(fd, BigInt(offset), whence));
+    const r = Number(lib.lseek(fd, BigInt(offset), whence));
     if (r >= 0) return r;
     if (errno() === ENXIO) return undefined;
     throw new Error(`lseek failed (errno ${errno()})`);
@@ -65,7 +44,7 @@ export function openHoleMap(path: string): HoleMap | undefined {
     // A file system without SEEK_DATA support fails with EINVAL here.
     seek(0, SEEK_HOLE);
   } catch {
-    lib.symbols.close(fd);
+    lib.close(fd);
     return undefined;
   }
   let closed = false;
@@ -79,7 +58,7 @@ export function openHoleMap(path: string): HoleMap | undefined {
     close: () => {
       if (!closed) {
         closed = true;
-        lib.symbols.close(fd);
+        lib.close(fd);
       }
     },
   };

@@ -6,34 +6,11 @@
 // end, after everything else. Where FFI is not permitted or not Linux,
 // nothing is done.
 
+import { cPath, libc } from "./_libc.ts";
+
 const O_WRONLY = 1;
 const O_CLOEXEC = 0o2000000;
 const SYNC_FILE_RANGE_WRITE = 2;
-
-const SYMBOLS = {
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  sync_file_range: {
-    parameters: ["i32", "i64", "i64", "u32"],
-    result: "i32",
-    nonblocking: true,
-  },
-} as const;
-
-type Libc = Deno.DynamicLibrary<typeof SYMBOLS>;
-let libc: Libc | null | undefined;
-
-function loadLibc(): Libc | null {
-  if (libc !== undefined) return libc;
-  libc = null;
-  if (Deno.build.os !== "linux") return libc;
-  try {
-    libc = Deno.dlopen("libc.so.6", SYMBOLS);
-  } catch {
-    // No permission (--allow-ffi) or no glibc.
-  }
-  return libc;
-}
 
 /** Early writeback of one file. */
 export interface Writeback {
@@ -48,9 +25,9 @@ const STEP = 32 * 1024 * 1024;
 
 /** Early writeback for the file at `path`, or undefined where it cannot be done. */
 export function openWriteback(path: string): Writeback | undefined {
-  const lib = loadLibc();
+  const lib = libc();
   if (lib === null) return undefined;
-  const fd = lib.symbols.open(new TextEncoder().encode(path + "\0"), O_WRONLY | O_CLOEXEC);
+  const fd = lib.open(cPath(path), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return undefined;
   /** Bytes asked to be written back, and bytes in the file. */
   let requested = 0;
@@ -62,7 +39,7 @@ export function openWriteback(path: string): Writeback | undefined {
     if (running !== undefined || closed || end - requested < STEP) return;
     const from = requested;
     requested = end;
-    running = lib.symbols
+    running = lib
       .sync_file_range(fd, BigInt(from), BigInt(end - from), SYNC_FILE_RANGE_WRITE)
       // A failure only means no early writeback (the final fsync still runs).
       .then(() => {}, () => {})
@@ -80,7 +57,7 @@ export function openWriteback(path: string): Writeback | undefined {
       if (closed) return;
       closed = true;
       while (running !== undefined) await running;
-      lib.symbols.close(fd);
+      lib.close(fd);
     },
   };
 }

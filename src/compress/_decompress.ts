@@ -224,43 +224,65 @@ function lzopBytes(raw: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> 
   let block: Uint8Array | undefined;
   let used = 0;
   let ended = false;
+  return fillingByteStream({
+    async fill(view) {
+      let filled = 0;
+      while (filled < view.length) {
+        if (block !== undefined) {
+          const n = Math.min(block.length - used, view.length - filled);
+          view.set(block.subarray(used, used + n), filled);
+          filled += n;
+          used += n;
+          if (used === block.length) block = undefined;
+          continue;
+        }
+        const next = blocks?.next();
+        if (next !== undefined && !next.done) {
+          block = next.value;
+          used = 0;
+          continue;
+        }
+        blocks = undefined;
+        if (ended) break;
+        const chunk = await input.read();
+        if (chunk === undefined) {
+          decoder.finish();
+          ended = true;
+        } else if (!(chunk instanceof Uint8Array)) {
+          throw new TypeError("Cannot decompress a chunk that is not a Uint8Array");
+        } else {
+          blocks = decoder.push(chunk);
+        }
+      }
+      return filled;
+    },
+    fail(error) {
+      input.cancel(error).catch(() => {});
+    },
+    cancel: (reason) => input.cancel(reason),
+  });
+}
+
+/**
+ * A byte stream whose every read is answered by `fill(view)`: the number of
+ * bytes it put in `view`, 0 at the end. When `fill` throws, `fail` is told
+ * before the stream errors; `cancel` when the reader cancels.
+ */
+function fillingByteStream(source: {
+  fill(view: Uint8Array): Promise<number>;
+  fail(error: unknown): void;
+  cancel(reason: unknown): void | Promise<void>;
+}): ReadableStream<Uint8Array> {
   return new ReadableStream({
     type: "bytes",
     autoAllocateChunkSize: CHUNK,
     async pull(controller) {
       const request = controller.byobRequest!;
-      const view = request.view as Uint8Array;
-      let filled = 0;
+      let filled: number;
       try {
-        while (filled < view.length) {
-          if (block !== undefined) {
-            const n = Math.min(block.length - used, view.length - filled);
-            view.set(block.subarray(used, used + n), filled);
-            filled += n;
-            used += n;
-            if (used === block.length) block = undefined;
-            continue;
-          }
-          const next = blocks?.next();
-          if (next !== undefined && !next.done) {
-            block = next.value;
-            used = 0;
-            continue;
-          }
-          blocks = undefined;
-          if (ended) break;
-          const chunk = await input.read();
-          if (chunk === undefined) {
-            decoder.finish();
-            ended = true;
-          } else if (!(chunk instanceof Uint8Array)) {
-            throw new TypeError("Cannot decompress a chunk that is not a Uint8Array");
-          } else {
-            blocks = decoder.push(chunk);
-          }
-        }
+        filled = await source.fill(request.view as Uint8Array);
       } catch (e) {
-        input.cancel(e).catch(() => {});
+        source.fail(e);
         throw e;
       }
       if (filled === 0) {
@@ -270,9 +292,7 @@ function lzopBytes(raw: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> 
       }
       request.respond(filled);
     },
-    cancel(reason) {
-      return input.cancel(reason);
-    },
+    cancel: (reason) => source.cancel(reason),
   });
 }
 
@@ -306,86 +326,73 @@ function decodeInto(
     handle.close();
     if (error !== undefined) input.cancel(error).catch(() => {});
   };
-  return new ReadableStream({
-    type: "bytes",
-    autoAllocateChunkSize: CHUNK,
-    async pull(controller) {
-      const request = controller.byobRequest!;
-      const view = request.view as Uint8Array;
+  return fillingByteStream({
+    async fill(view) {
       let filled = 0;
-      try {
-        while (filled < view.length) {
-          if (pieces.length === 0) {
-            if (ended === 2) break;
-            if (ended === 1 && trailing) {
-              ended = 2;
-              continue;
-            }
-            if (ended === 1) {
-              // gzip: Z_FINISH with no input fails a member cut short.
-              const outLength = view.length - filled;
-              handle.writeSync(Z_FINISH, view, 0, 0, view, filled, outLength);
-              filled += outLength - handle.state[0];
-              if (handle.state[0] > 0) ended = 2;
-              continue;
-            }
-            const chunk = await read();
-            if (chunk === undefined) {
-              scanner?.finish();
-              ended = scanner === undefined ? 1 : 2;
-              continue;
-            }
-            pieces = scanner?.push(chunk) ?? [{ bytes: chunk, end: false }];
-            used = 0;
+      while (filled < view.length) {
+        if (pieces.length === 0) {
+          if (ended === 2) break;
+          if (ended === 1 && trailing) {
+            ended = 2;
             continue;
           }
-          const piece = pieces[0];
-          if (trailing) {
-            // After the last gzip member only zeros may follow (padding).
-            if (piece.bytes.subarray(used).some((b) => b !== 0)) {
-              throw new Error("unexpected data after the end of the compressed stream");
-            }
-            pieces.shift();
-            used = 0;
+          if (ended === 1) {
+            // gzip: Z_FINISH with no input fails a member cut short.
+            const outLength = view.length - filled;
+            handle.writeSync(Z_FINISH, view, 0, 0, view, filled, outLength);
+            filled += outLength - handle.state[0];
+            if (handle.state[0] > 0) ended = 2;
             continue;
           }
-          if (scanner !== undefined && !inFrame) {
-            handle.reset();
-            inFrame = true;
-          }
-          const inLength = piece.bytes.length - used;
-          const outLength = view.length - filled;
-          handle.writeSync(0, piece.bytes, used, inLength, view, filled, outLength);
-          const [freeOut, leftIn] = handle.state;
-          if (leftIn > 0 && leftIn === inLength && freeOut === outLength) {
-            // Nothing read, nothing written: the decoder's stream has ended.
-            if (scanner !== undefined) {
-              throw new Error("the zstd decoder stopped before the end of its frame");
-            }
-            trailing = true;
+          const chunk = await read();
+          if (chunk === undefined) {
+            scanner?.finish();
+            ended = scanner === undefined ? 1 : 2;
             continue;
           }
-          filled += outLength - freeOut;
-          used += inLength - leftIn;
-          // The piece is read and the decoder has nothing more to give.
-          if (leftIn === 0 && freeOut > 0) {
-            if (piece.end) inFrame = false;
-            pieces.shift();
-            used = 0;
-          }
+          pieces = scanner?.push(chunk) ?? [{ bytes: chunk, end: false }];
+          used = 0;
+          continue;
         }
-      } catch (e) {
-        done(e);
-        throw e;
+        const piece = pieces[0];
+        if (trailing) {
+          // After the last gzip member only zeros may follow (padding).
+          if (piece.bytes.subarray(used).some((b) => b !== 0)) {
+            throw new Error("unexpected data after the end of the compressed stream");
+          }
+          pieces.shift();
+          used = 0;
+          continue;
+        }
+        if (scanner !== undefined && !inFrame) {
+          handle.reset();
+          inFrame = true;
+        }
+        const inLength = piece.bytes.length - used;
+        const outLength = view.length - filled;
+        handle.writeSync(0, piece.bytes, used, inLength, view, filled, outLength);
+        const [freeOut, leftIn] = handle.state;
+        if (leftIn > 0 && leftIn === inLength && freeOut === outLength) {
+          // Nothing read, nothing written: the decoder's stream has ended.
+          if (scanner !== undefined) {
+            throw new Error("the zstd decoder stopped before the end of its frame");
+          }
+          trailing = true;
+          continue;
+        }
+        filled += outLength - freeOut;
+        used += inLength - leftIn;
+        // The piece is read and the decoder has nothing more to give.
+        if (leftIn === 0 && freeOut > 0) {
+          if (piece.end) inFrame = false;
+          pieces.shift();
+          used = 0;
+        }
       }
-      if (filled === 0) {
-        done();
-        controller.close();
-        request.respond(0);
-        return;
-      }
-      request.respond(filled);
+      if (filled === 0) done();
+      return filled;
     },
+    fail: (error) => done(error),
     cancel(reason) {
       done(reason ?? new TypeError("The stream was cancelled"));
     },
