@@ -408,7 +408,9 @@ export class ZstdSeekableReader implements PositionedReader {
       throw invalid(e);
     }
     if (this.#options.zstd === undefined) {
-      const decoder = await this.#handle();
+      // Taken after the last await: no other read can close it while this
+      // one, synchronous from here, decodes with it.
+      const decoder = this.#handle(await loadZlib());
       if (decoder !== null) {
         // Synchronous, into a buffer of ours (one spare byte: a frame that
         // fills it decodes to more than its size): no garbage per frame.
@@ -477,17 +479,19 @@ export class ZstdSeekableReader implements PositionedReader {
     return this.#keep(i, out);
   }
 
-  /** node:zlib's zstd decoder handle, or null where there is none. */
-  async #handle(): Promise<ZlibHandle | null> {
+  /**
+   * node:zlib's zstd decoder handle (made now if there is none: the first
+   * time, or after an error ended the last one), or null where there is none
+   * or the reader is closed.
+   */
+  #handle(zlib: Zlib | undefined): ZlibHandle | null {
+    if (this.#closed) return null;
     if (this.#decoder === undefined) {
-      const zlib = await loadZlib();
-      if (this.#decoder === undefined) {
-        this.#decoder = typeof zlib?.createZstdDecompress === "function"
-          ? zlibHandle(zlib.createZstdDecompress()) ?? null
-          : null;
-      }
+      this.#decoder = typeof zlib?.createZstdDecompress === "function"
+        ? zlibHandle(zlib.createZstdDecompress()) ?? null
+        : null;
     }
-    return this.#closed ? null : this.#decoder;
+    return this.#decoder;
   }
 
   /**

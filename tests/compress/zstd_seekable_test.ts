@@ -1,7 +1,7 @@
 // openZstdSeekable / ZstdSeekableReader: random access through a seek table,
 // and tables and frames that lie.
 import assert from "node:assert/strict";
-import { createZstdDecompress, zstdCompressSync } from "node:zlib";
+import { constants, createZstdDecompress, zstdCompressSync } from "node:zlib";
 import { Duplex } from "node:stream";
 import { openZstdSeekable } from "../../mod.ts";
 import { framesOf, seekableFile } from "./_seekable.ts";
@@ -373,5 +373,55 @@ Deno.test("ZstdSeekableReader reuses a frame's buffer only once no read holds it
     }
     assert.ok(buffers.size <= 2, `cacheBytes ${cacheBytes}: ${buffers.size} buffers`);
     await reader.close();
+  }
+});
+
+Deno.test("ZstdSeekableReader: a damaged frame read among others fails alone, and close() during reads ends nothing but them", async () => {
+  // (Both aborted the process once: a decode that failed closed the decoder
+  // another read was about to use, and so did close().)
+  const source = data(4 * 200_000).map((b, k) => b ^ Math.floor(k / 200_000));
+  // With content checksums, so that the damage is found whatever it hits.
+  const entries = [0, 1, 2, 3].map((k) => ({
+    compressed: new Uint8Array(
+      zstdCompressSync(source.subarray(k * 200_000, (k + 1) * 200_000), {
+        params: { [constants.ZSTD_c_checksumFlag]: 1 },
+      }),
+    ),
+    decompressed: 200_000,
+  }));
+  const damaged = entries.map((e) => ({ ...e, compressed: e.compressed.slice() }));
+  damaged[1].compressed[damaged[1].compressed.length >> 1] ^= 0x40;
+  const bytes = seekableFile(damaged);
+  const reader = (await openZstdSeekable(fileOf(bytes), { cacheBytes: 0 }))!;
+  const settled = await Promise.allSettled(
+    [0, 1, 2, 3].map((k) => reader.read(k * 200_000, 200_000)),
+  );
+  settled.forEach((r, k) => {
+    if (k === 1) {
+      assert.equal(r.status, "rejected");
+      assert.ok((r as PromiseRejectedResult).reason instanceof SyntaxError);
+    } else {
+      assert.equal(r.status, "fulfilled", `frame ${k}`);
+      assert.deepEqual(
+        (r as PromiseFulfilledResult<Uint8Array>).value,
+        source.subarray(k * 200_000, (k + 1) * 200_000),
+      );
+    }
+  });
+  // The reader goes on with a new decoder.
+  assert.deepEqual(await reader.read(3 * 200_000 + 7, 9), source.subarray(600_007, 600_016));
+  await reader.close();
+  const good = seekableFile(entries);
+  for (let delay = 0; delay < 6; delay++) {
+    const r = (await openZstdSeekable(fileOf(good), { cacheBytes: 0 }))!;
+    await r.read(0, 10);
+    const reads = [1, 2, 3].map((k) =>
+      r.read(k * 200_000, 200_000).then(() => "ok", () => "failed")
+    );
+    for (let i = 0; i < delay; i++) await Promise.resolve();
+    await r.close();
+    for (const outcome of await Promise.all(reads)) {
+      assert.ok(outcome === "ok" || outcome === "failed");
+    }
   }
 });
