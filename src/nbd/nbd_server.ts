@@ -136,8 +136,10 @@ export interface ServeNbdOptions {
   reuseBuffers?: boolean;
   /**
    * Called when a read of an export fails (the client gets an `EIO` reply,
-   * or is disconnected if part of the data was already sent), with the
-   * export's name, the request and the image's error message.
+   * as an error chunk after the data already sent with structured replies;
+   * with simple replies a client that was already sent part of the data is
+   * disconnected), with the export's name, the request and the image's
+   * error message.
    */
   onReadError?: (name: string, offset: number, length: number, message: string) => void;
 }
@@ -532,7 +534,12 @@ async function transmit(
       } catch (e) {
         if (e instanceof ReadFailure) {
           onReadError?.(nbdExport.name, offset, length, e.message);
-          if (e.sent) throw new Disconnect("read failed after data was sent");
+          // A simple reply's header said "no error" already: only closing the
+          // connection tells the client. A structured reply ends with an
+          // error chunk instead, after the data chunks already sent.
+          if (e.sent && !session.structured) {
+            throw new Disconnect("read failed after data was sent");
+          }
           await error(EIO, e.message);
           continue;
         }

@@ -377,12 +377,12 @@ Deno.test("nbd: block status may span more than the maximum block size", async (
 Deno.test("nbd: a failing image read is EIO, and the connection goes on", async () => {
   const image: DiskImage = {
     format: "raw",
-    size: 8192,
+    size: 4 << 20,
     async *regions() {
-      yield { offset: 0, length: 8192, zero: false };
+      yield { offset: 0, length: 4 << 20, zero: false };
     },
     read: (offset, length) =>
-      offset >= 4096
+      offset >= 4096 && offset !== 2 << 20
         ? Promise.reject(new Error("Input/output error"))
         : Promise.resolve(new Uint8Array(length).fill(1)),
     close: () => Promise.resolve(),
@@ -408,9 +408,23 @@ Deno.test("nbd: a failing image read is EIO, and the connection goes on", async 
   await c.request(CMD_READ, 0, 512, 2n);
   const ok = await c.chunk();
   assert.deepEqual([ok.type, ok.cookie, ok.data.length], [1, 2n, 520]);
+  // A read that fails after its first 1 MiB piece went out: the data chunk,
+  // then an error chunk that ends the reply (the connection goes on).
+  await c.request(CMD_READ, 2 << 20, 2 << 20, 3n);
+  const first = await c.chunk();
+  assert.deepEqual([first.type, first.cookie, first.flags & 1], [1, 3n, 0]);
+  const last = await c.chunk();
+  assert.deepEqual([last.type, last.cookie, last.flags & 1], [0x8001, 3n, 1]);
+  assert.equal(new DataView(last.data.buffer, last.data.byteOffset).getUint32(0), 5);
+  await c.request(CMD_READ, 0, 512, 4n);
+  const again = await c.chunk();
+  assert.deepEqual([again.type, again.cookie, again.data.length], [1, 4n, 520]);
   await c.request(CMD_DISC, 0, 0);
   await c.served;
-  assert.deepEqual(failed, [["d", 4096, 512, "Input/output error"]]);
+  assert.deepEqual(failed, [
+    ["d", 4096, 512, "Input/output error"],
+    ["d", 2 << 20, 2 << 20, "Input/output error"],
+  ]);
 });
 
 Deno.test("nbd: 300 random byte streams after the handshake: the server always ends cleanly", async () => {
