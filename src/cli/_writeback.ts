@@ -1,6 +1,6 @@
 // Early writeback of a file being written: sync_file_range(SYNC_FILE_RANGE_WRITE)
-// through FFI on Linux starts writing the dirty pages of a range to disk
-// without waiting for them, so that the final fsync has little left to do.
+// through FFI on Linux starts writing the file's dirty pages to disk without
+// waiting for them, so that the final fsync has little left to do.
 // Without it, the kernel starts writeback only past the dirty thresholds (10 %
 // of RAM), so a 1 GiB archive on a big host is all flushed by the fsync at the
 // end, after everything else. Where FFI is not permitted or not Linux,
@@ -14,13 +14,17 @@ const SYNC_FILE_RANGE_WRITE = 2;
 
 /** Early writeback of one file. */
 export interface Writeback {
-  /** The file now holds `end` bytes: writes back what is new, once it is `STEP` bytes or more. */
-  written(end: number): void;
+  /**
+   * `total` bytes have been written to the file so far (anywhere in it):
+   * once `STEP` more have come since the last request, asks for the file's
+   * dirty pages to be written back.
+   */
+  written(total: number): void;
   /** Waits for the request in progress, if any, and releases the descriptor. */
   close(): Promise<void>;
 }
 
-/** Bytes between two writeback requests. */
+/** Bytes written between two writeback requests. */
 const STEP = 32 * 1024 * 1024;
 
 /** Early writeback for the file at `path`, or undefined where it cannot be done. */
@@ -29,18 +33,18 @@ export function openWriteback(path: string): Writeback | undefined {
   if (lib === null) return undefined;
   const fd = lib.open(cPath(path), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return undefined;
-  /** Bytes asked to be written back, and bytes in the file. */
+  /** Bytes written when writeback was last asked for, and so far. */
   let requested = 0;
-  let end = 0;
+  let total = 0;
   /** The request in progress: one at a time, the next covers all that came meanwhile. */
   let running: Promise<void> | undefined;
   let closed = false;
   const kick = () => {
-    if (running !== undefined || closed || end - requested < STEP) return;
-    const from = requested;
-    requested = end;
-    running = lib
-      .sync_file_range(fd, BigInt(from), BigInt(end - from), SYNC_FILE_RANGE_WRITE)
+    if (running !== undefined || closed || total - requested < STEP) return;
+    requested = total;
+    // The whole file (offset 0, length 0): pages already being written
+    // back are passed over, so only what is new costs anything.
+    running = lib.sync_file_range(fd, 0n, 0n, SYNC_FILE_RANGE_WRITE)
       // A failure only means no early writeback (the final fsync still runs).
       .then(() => {}, () => {})
       .finally(() => {
@@ -50,7 +54,7 @@ export function openWriteback(path: string): Writeback | undefined {
   };
   return {
     written(bytes) {
-      end = bytes;
+      total = bytes;
       kick();
     },
     async close() {
