@@ -95,6 +95,7 @@ async function open(
   command: string,
   options: IndexedArchiveOptions,
   stopPacing: () => void,
+  useSeekTable = true,
 ): Promise<IndexedArchive> {
   const { tmpdir, check = () => {} } = options;
   let before = path === "-" ? undefined : stampOf(path);
@@ -110,7 +111,7 @@ async function open(
   }
   const input = await openArchiveInput(path);
   // A zstd file with a seek table is read in place, frame by frame.
-  const seekable = input.compression === "zstd" && input.inputSize !== undefined
+  const seekable = useSeekTable && input.compression === "zstd" && input.inputSize !== undefined
     ? await openSeekable(path, command)
     : undefined;
   // Pipes, FIFOs and devices cannot be read twice either.
@@ -121,6 +122,14 @@ async function open(
   let removeSpool = () => {};
   let forgetSpool = () => {};
   let readable = input.readable;
+  if (seekable !== undefined) {
+    // Indexed through the table, as it will be read: each frame is checked
+    // against its entry on the way. (Indexed from the plain stream, a table
+    // whose sizes were wrong yet added up would shift the frames after a
+    // wrong entry, and reads of them would give other bytes, without error.)
+    await input.readable.cancel().catch(() => {});
+    readable = tableStream(seekable);
+  }
   let spoolFile: Deno.FsFile | undefined;
   let notice = () => {};
   if (spool) {
@@ -197,6 +206,12 @@ async function open(
     }
     removeSpool();
     await seekable?.close().catch(() => {});
+    const mismatch = seekable === undefined ? undefined : seekTableError(e);
+    if (mismatch !== undefined) {
+      // The frames may still be sound: read them as any zstd file.
+      writeStderr(`vma: ${command}: ignoring the seek table of ${quote(path)}: ${mismatch}\n`);
+      return await open(path, command, options, stopPacing, false);
+    }
     if (e instanceof CliError) throw e;
     throw toCliError(e, `${command} failed - `);
   }
@@ -262,7 +277,10 @@ async function openSeekable(
   }
   try {
     const size = (await file.stat()).size;
-    const reader = await openZstdSeekable(fileArchiveReader(file, size));
+    // Two frames of cache: reads of a device go mostly in order.
+    const reader = await openZstdSeekable(fileArchiveReader(file, size), {
+      cacheBytes: 4 * 1024 * 1024,
+    });
     if (reader === undefined) file.close();
     return reader;
   } catch (e) {
@@ -271,6 +289,42 @@ async function openSeekable(
     writeStderr(`vma: ${command}: ignoring the seek table of ${quote(path)}: ${e.message}\n`);
     return undefined;
   }
+}
+
+/**
+ * The decompressed bytes of `seekable` in order, read through its table
+ * (the frames decompressed one by one, each checked against its entry).
+ */
+function tableStream(seekable: ZstdSeekableReader): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: 4 * 1024 * 1024,
+    async pull(controller) {
+      const request = controller.byobRequest!;
+      const n = await seekable.readInto(at, request.view as Uint8Array);
+      at += n;
+      if (n === 0) {
+        controller.close();
+        request.respond(0);
+        return;
+      }
+      request.respond(n);
+    },
+  });
+}
+
+/** The message of the seekable reader's error in `e` (or its causes), if any. */
+function seekTableError(e: unknown): string | undefined {
+  for (let cause = e, depth = 0; cause instanceof Error && depth < 8; depth++) {
+    if (
+      cause instanceof SyntaxError && cause.message.startsWith("Cannot read the seekable zstd file")
+    ) {
+      return cause.message;
+    }
+    cause = cause.cause;
+  }
+  return undefined;
 }
 
 /** Whether `e` says a file name is too long for the file system. */

@@ -167,6 +167,13 @@ type SeekableSource = PositionedReader & {
  * decoded into buffers the reader reuses once a frame has left the cache
  * and no read is copying from it, and, when the file has a `readInto`, read
  * into reused buffers too: a long run of reads allocates next to nothing.
+ *
+ * Where each frame's bytes are comes from the table alone. A frame is checked
+ * against its own entry when it is decompressed, but a table whose sizes are
+ * wrong yet add up puts the frames after a wrong entry at other places, where
+ * they read without error: read the file through in order once (every entry
+ * is then checked), as `vma cat`, `serve` and `repack` do to index it, before
+ * trusting reads at random.
  */
 export class ZstdSeekableReader implements PositionedReader {
   readonly #file: SeekableSource;
