@@ -1,25 +1,31 @@
-// Undo actions run on failure or on SIGINT/SIGTERM, so nothing is left under a
-// final name.
+// Undo actions run on failure or on SIGINT/SIGTERM/SIGHUP (a closed terminal
+// or ssh session), so nothing is left under a final name.
 import { writeStderr } from "./_stdio.ts";
 
 type Action = () => void;
 
 const actions = new Set<Action>();
 let installed = false;
-let interrupted: "SIGINT" | "SIGTERM" | undefined;
+type Stop = "SIGINT" | "SIGTERM" | "SIGHUP";
 
-function onSignal(signal: "SIGINT" | "SIGTERM"): void {
+/** The exit status for each signal: 128 + its number, as a shell reports it. */
+const STATUS: Record<Stop, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
+
+let interrupted: Stop | undefined;
+
+function onSignal(signal: Stop): void {
   if (interrupted) return;
   interrupted = signal;
   runCleanup();
   writeStderr(`vma: interrupted by ${signal}\n`);
   // Exit now: pending reads and writes would only keep the process alive.
-  Deno.exit(signal === "SIGINT" ? 130 : 143);
+  Deno.exit(STATUS[signal]);
 }
 
 const handlers = {
   SIGINT: () => onSignal("SIGINT"),
   SIGTERM: () => onSignal("SIGTERM"),
+  SIGHUP: () => onSignal("SIGHUP"),
 };
 
 function install(): void {
@@ -29,7 +35,7 @@ function install(): void {
     try {
       Deno.addSignalListener(signal as Deno.Signal, handler);
     } catch {
-      // Not supported on this platform (SIGTERM on Windows).
+      // Not supported on this platform (SIGTERM and SIGHUP on Windows).
     }
   }
 }

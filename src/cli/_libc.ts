@@ -28,6 +28,8 @@ export function libc(): Libc | null {
   loaded = null;
   if (Deno.build.os !== "linux") return loaded;
   try {
+    // Asked first: without --allow-ffi, dlopen would prompt on a terminal.
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return loaded;
     loaded = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
   } catch {
     // No permission (--allow-ffi) or no glibc.

@@ -31,7 +31,8 @@ zstd, gzip or lzop (found by its magic bytes, as vzdump writes .vma.zst,
   vma --version          print the version
 
 Exit status: 0 success, 1 failure, 2 usage error, 255 'vma config' found no
-such config (as Proxmox's vma), 130/143 interrupted by SIGINT/SIGTERM.
+such config (as Proxmox's vma), 129/130/143 interrupted by
+SIGHUP/SIGINT/SIGTERM.
 Every failure is one line on stderr, starting with 'vma: ', except the 255
 one, which is Proxmox's line as it prints it: unable to find configuration
 data '<name>'.

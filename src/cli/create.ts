@@ -60,9 +60,9 @@ export const create = defineCommand({
 Writes a VMA archive of config files and disk images (raw files, block
 devices, qcow2 or VMDK images). <filename> must not exist yet: the archive is
 written under a temporary name in the same directory, fsynced and renamed at
-the end, and nothing is left behind on failure or SIGINT/SIGTERM. '-' writes
-the archive to standard output; an existing FIFO or character device is
-written to directly; 'exec:<command>' pipes it into a shell command (as
+the end, and nothing is left behind on failure or SIGINT/SIGTERM/SIGHUP. '-'
+writes the archive to standard output; an existing FIFO or character device
+is written to directly; 'exec:<command>' pipes it into a shell command (as
 vzdump does).
 
 Options:

@@ -370,9 +370,9 @@ config, and disk-<devname>.raw per device (exact size, sparse: zero regions
 are not written). Prints 'DEVINFO <targetdir>/tmp-disk-<devname>.raw <size>'
 per device, as Proxmox's vma; each disk is written under that temporary name,
 fsynced and renamed when the archive has been read completely. On failure or
-on SIGINT/SIGTERM, the target directory is removed again. An archive with two
-names for one file (a config named like a disk file, or names differing only
-in case) is refused before anything is written.
+on SIGINT/SIGTERM/SIGHUP, the target directory is removed again. An archive
+with two names for one file (a config named like a disk file, or names
+differing only in case) is refused before anything is written.
 
 Options:
   -d, --drives <drive-list>  extract only these devices (comma-separated

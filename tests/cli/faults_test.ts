@@ -159,7 +159,7 @@ Deno.test("vma extract onto a full disk fails cleanly and removes the target dir
 // ---------------------------------------------------------------------------
 // Signals and a closed stdout
 
-for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const) {
   Deno.test(`vma create interrupted by ${signal} removes its temporary output`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "vmakit-faults-" });
     try {
@@ -183,6 +183,48 @@ for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
     }
   });
 }
+
+const SCRIPT = (() => {
+  try {
+    Deno.statSync("/usr/bin/script");
+    return undefined;
+  } catch {
+    return "script(1) is missing (apt-get install bsdutils)";
+  }
+})();
+if (SCRIPT) console.log(`faults_test: the terminal test is skipped: ${SCRIPT}`);
+
+Deno.test({
+  name:
+    "vma create on a terminal without --allow-ffi asks nothing (no permission prompt) and writes the archive",
+  ignore: SCRIPT !== undefined || Deno.build.os !== "linux",
+  async fn() {
+    // (It used to stop at Deno's prompt for FFI, where Ctrl-C and SIGTERM
+    // did nothing and the temporary file stayed.)
+    const dir = await Deno.makeTempDir({ prefix: "vmakit-faults-" });
+    try {
+      await Deno.writeFile(`${dir}/d.raw`, new Uint8Array(1 << 20).fill(7));
+      const command = [Deno.execPath(), "run", ...NO_FFI, CLI, "create", "out.vma", "-d"]
+        .concat("format=raw:drive-scsi0=d.raw").map((w) => `'${w}'`).join(" ");
+      // script(1) runs it on a pseudo-terminal, as a person would.
+      const out = await new Deno.Command("script", {
+        args: ["-qec", command, "/dev/null"],
+        cwd: dir,
+        env: { NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(60_000),
+      }).output();
+      const text = decoder.decode(out.stdout) + decoder.decode(out.stderr);
+      assert.ok(!text.includes("Deno requests"), text);
+      assert.equal(out.code, 0, text);
+      assert.deepEqual(list(dir), ["d.raw", "out.vma"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
 
 Deno.test("vma create - | head -c 1000 ends quietly with a non-zero status", async () => {
   await withWorkDir(async (dir) => {
