@@ -314,11 +314,19 @@ function tableStream(seekable: ZstdSeekableReader): ReadableStream<Uint8Array> {
   });
 }
 
-/** The message of the seekable reader's error in `e` (or its causes), if any. */
+/**
+ * The message of the seekable reader's error in `e` (or its causes) when it
+ * says the table does not describe the frames (a wrong size, bytes that are
+ * not whole frames, a frame past the end), if it does. A frame that fails to
+ * decode where the table puts it is damaged data, not a wrong table: that
+ * error stands (spooling would only decode the whole file to fail there too).
+ */
 function seekTableError(e: unknown): string | undefined {
   for (let cause = e, depth = 0; cause instanceof Error && depth < 8; depth++) {
     if (
-      cause instanceof SyntaxError && cause.message.startsWith("Cannot read the seekable zstd file")
+      cause instanceof SyntaxError &&
+      cause.message.startsWith("Cannot read the seekable zstd file") &&
+      /decompresses to|ends early|does not hold whole zstd frames/.test(cause.message)
     ) {
       return cause.message;
     }

@@ -412,7 +412,9 @@ export class ZstdSeekableReader implements PositionedReader {
       spans = framesIn(compressed);
       if (spans.length === 0) throw new Error("it holds no frame");
     } catch (e) {
-      throw invalid(e);
+      // The entry's bytes are not whole frames: the table is wrong (or the
+      // file), unlike a frame that fails to decode (damaged data).
+      throw bad(`does not hold whole zstd frames (${e instanceof Error ? e.message : String(e)})`);
     }
     if (this.#options.zstd === undefined) {
       // Taken after the last await: no other read can close it while this

@@ -367,7 +367,7 @@ Deno.test({
   },
 });
 
-Deno.test("vma cat of a .vma.zst whose seek table has sizes that are wrong yet add up: the right bytes, through the frames themselves", async () => {
+Deno.test("vma cat of a .vma.zst whose seek table has sizes that are wrong yet add up: the right bytes, through the frames themselves; a damaged frame: one line", async () => {
   const dir = await Deno.makeTempDir({ prefix: "vma-cat-table-" });
   try {
     // Random: the archive is as large as the disk, 4 frames of 2 MiB.
@@ -398,6 +398,20 @@ Deno.test("vma cat of a .vma.zst whose seek table has sizes that are wrong yet a
     );
     assert.match(lines[1], /^vma: cat: zstd archive: spooling it decompressed to /);
     assert.equal(lines.length, 2, r.stderr);
+    // A damaged frame where the table is right is damaged data: one error
+    // line at once, not the table ignored and the whole file spooled first.
+    view.setUint32(entry(0), view.getUint32(entry(0), true) - 4096, true);
+    view.setUint32(entry(2), view.getUint32(entry(2), true) + 4096, true);
+    const frame1 = view.getUint32(entry(0) - 4, true);
+    zst[frame1 + 100_000] ^= 0x10;
+    await Deno.writeFile(`${dir}/a.vma.zst`, zst);
+    const d = await vma(["cat", "a.vma.zst", "drive-scsi0"], { cwd: dir });
+    assert.equal(d.code, 1);
+    assert.match(
+      d.stderr,
+      /^vma: cat failed - Cannot read the seekable zstd file: frame 1 at \d+ is not valid zstd \(.+\)\n$/,
+    );
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["a.vma.zst", "d.raw"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

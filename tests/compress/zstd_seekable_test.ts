@@ -195,7 +195,8 @@ Deno.test("ZstdSeekableReader refuses frames that decompress to more or less tha
   );
   await assert.rejects(garbage!.read(0, 10), {
     name: "SyntaxError",
-    message: /^Cannot read the seekable zstd file: frame 0 at 0 is not valid zstd \(.+\)$/,
+    message:
+      /^Cannot read the seekable zstd file: frame 0 at 0 does not hold whole zstd frames \(.+\)$/,
   });
 });
 
@@ -238,7 +239,8 @@ Deno.test("ZstdSeekableReader refuses junk or a cut frame in an entry, reads eve
     );
     await assert.rejects(reader!.read(0, 1000), {
       name: "SyntaxError",
-      message: `Cannot read the seekable zstd file: frame 0 at 0 is not valid zstd (${why})`,
+      message:
+        `Cannot read the seekable zstd file: frame 0 at 0 does not hold whole zstd frames (${why})`,
     });
   }
   // Two frames where the table says 1000 bytes: both are decoded, too many.
