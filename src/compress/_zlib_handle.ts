@@ -1,8 +1,8 @@
 // The internal handle of a node:zlib stream (Deno and Node have one): it
 // compresses or decompresses synchronously between the caller's buffers, so
-// a long stream allocates nothing per chunk. Used by the zstd frame encoder
-// and the zstd decoder of archives; no import of node:zlib here, so that
-// browsers can load the decoder's module. Private to the library.
+// a long stream allocates nothing per chunk. Used by the piece encoders (zstd
+// frames, raw deflate) and the decoders of archives; no import of node:zlib
+// here, so that browsers can load the decoders' module. Private to the library.
 
 /** A node:zlib handle: `writeSync(flush, in, inOff, inLen, out, outOff, outLen)`. */
 export interface ZlibHandle {
@@ -55,4 +55,57 @@ export function zlibHandle(stream: { close(): void }): ZlibHandle | undefined {
     state,
     close: () => stream.close(),
   };
+}
+
+/**
+ * Compresses pieces one by one, each a whole stream (a zstd frame, a raw
+ * deflate stream), into the caller's buffer: one context for every piece,
+ * reset in between, so that a long run allocates nothing per piece. Where
+ * the runtime has no handle, `fallback` compresses each piece into a buffer
+ * of its own, which is copied.
+ */
+export class PieceEncoder {
+  #handle: ZlibHandle | undefined;
+  readonly #end: number;
+  readonly #fallback: (input: Uint8Array) => Uint8Array;
+  readonly #tooSmall: string;
+
+  /**
+   * @param stream A node:zlib stream whose handle does the work.
+   * @param end The flush value that ends a piece (`ZSTD_e_end`, `Z_FINISH`).
+   * @param fallback Compresses one piece where there is no handle.
+   * @param tooSmall The message when a piece does not fit its output buffer.
+   */
+  constructor(
+    stream: { close(): void },
+    end: number,
+    fallback: (input: Uint8Array) => Uint8Array,
+    tooSmall: string,
+  ) {
+    this.#handle = zlibHandle(stream);
+    this.#end = end;
+    this.#fallback = fallback;
+    this.#tooSmall = tooSmall;
+  }
+
+  /** Writes `input`, compressed, into `out`; returns the compressed length. */
+  encode(input: Uint8Array, out: Uint8Array): number {
+    if (this.#handle === undefined) {
+      const data = this.#fallback(input);
+      out.set(data);
+      return data.length;
+    }
+    this.#handle.writeSync(this.#end, input, 0, input.length, out, 0, out.length);
+    const [availOut, availIn] = this.#handle.state;
+    this.#handle.reset();
+    // Cannot happen with a buffer of the codec's bound.
+    if (availIn !== 0 || availOut === 0) throw new RangeError(this.#tooSmall);
+    return out.length - availOut;
+  }
+
+  /** Frees the context. */
+  close(): void {
+    this.#handle?.close();
+    this.#handle = undefined;
+  }
 }

@@ -3,7 +3,7 @@
 // long stream allocates nothing per frame: the same bytes whichever thread
 // runs it, as long as the level and the frame's input are the same. Private to the library.
 import { constants, createZstdCompress, zstdCompressSync } from "node:zlib";
-import { type ZlibHandle, zlibHandle } from "./_zlib_handle.ts";
+import { PieceEncoder } from "./_zlib_handle.ts";
 
 /**
  * The most bytes a frame of `length` bytes compresses to (zstd's
@@ -32,54 +32,20 @@ const params = (level: number, options: ZstdFrameOptions = {}) => ({
  * each, as the zstd tool writes). It reuses one zstd context and writes into
  * the caller's buffer through node:zlib's handle where it has one (Deno,
  * Node); elsewhere it falls back to `zstdCompressSync` (valid frames, not
- * always the same bytes).
+ * always the same bytes). `encode(input, out)` needs `out` of at least
+ * `zstdFrameBound(input.length)` bytes.
  */
-export class ZstdFrameEncoder {
-  #level: number;
-  #options: ZstdFrameOptions;
-  #handle: ZlibHandle | undefined;
-
+export class ZstdFrameEncoder extends PieceEncoder {
   constructor(level: number, options: ZstdFrameOptions = {}) {
-    this.#level = level;
-    this.#options = options;
-    this.#handle = zlibHandle(createZstdCompress({ params: params(level, options) }));
-  }
-
-  /**
-   * Writes `input` as one frame into `out` (at least `zstdFrameBound(input.length)`
-   * bytes); returns the frame's length.
-   */
-  encode(input: Uint8Array, out: Uint8Array): number {
-    if (this.#handle === undefined) {
-      const frame = zstdCompressSync(input, {
-        chunkSize: zstdFrameBound(input.length),
-        params: params(this.#level, this.#options),
-      });
-      out.set(frame);
-      return frame.length;
-    }
-    this.#handle.writeSync(
+    super(
+      createZstdCompress({ params: params(level, options) }),
       constants.ZSTD_e_end,
-      input,
-      0,
-      input.length,
-      out,
-      0,
-      out.length,
+      (input) =>
+        zstdCompressSync(input, {
+          chunkSize: zstdFrameBound(input.length),
+          params: params(level, options),
+        }),
+      "A zstd frame did not fit its output buffer",
     );
-    const [availOut, availIn] = this.#handle.state;
-    if (availIn !== 0 || availOut === 0) {
-      // Cannot happen with a buffer of zstdFrameBound bytes.
-      this.#handle.reset();
-      throw new RangeError("A zstd frame did not fit its output buffer");
-    }
-    this.#handle.reset();
-    return out.length - availOut;
-  }
-
-  /** Frees the zstd context. */
-  close(): void {
-    this.#handle?.close();
-    this.#handle = undefined;
   }
 }
