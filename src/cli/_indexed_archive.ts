@@ -24,6 +24,7 @@ import { quote, shownQuoted } from "./_quote.ts";
 import { writeStderr } from "./_stdio.ts";
 import { openZstdSeekable, type ZstdSeekableReader } from "../compress/zstd_seekable.ts";
 import { paceGarbageCollection } from "./_gc_pacer.ts";
+import { fillingByteStream } from "../compress/_byte_stream.ts";
 
 const BLOCK = 4096;
 /** Largest saved index file read: the index's own memory limit, and its framing. */
@@ -297,19 +298,12 @@ async function openSeekable(
  */
 function tableStream(seekable: ZstdSeekableReader): ReadableStream<Uint8Array> {
   let at = 0;
-  return new ReadableStream({
-    type: "bytes",
-    autoAllocateChunkSize: 4 * 1024 * 1024,
-    async pull(controller) {
-      const request = controller.byobRequest!;
-      const n = await seekable.readInto(at, request.view as Uint8Array);
+  return fillingByteStream({
+    chunkSize: 4 * 1024 * 1024,
+    async fill(view) {
+      const n = await seekable.readInto(at, view);
       at += n;
-      if (n === 0) {
-        controller.close();
-        request.respond(0);
-        return;
-      }
-      request.respond(n);
+      return n;
     },
   });
 }

@@ -1,6 +1,8 @@
-// One step of a byte stream that passes another byte stream's bytes through:
-// the consumer's buffer goes to the source's BYOB reader, so that nothing is
-// copied or allocated per chunk. Private to the library.
+// Byte streams that fill the consumer's buffers: one step of a stream that
+// passes another byte stream's bytes through (the consumer's buffer goes to
+// the source's BYOB reader, so that nothing is copied or allocated per
+// chunk), and a stream whose reads a function answers. Private to the
+// library.
 
 /**
  * Answers `controller`'s pending read with one read of `source` into the
@@ -22,4 +24,40 @@ export async function forwardByob(
     return;
   }
   request.respondWithNewView(r.value);
+}
+
+/**
+ * A byte stream whose every read is answered by `fill(view)`: the number of
+ * bytes it put in `view`, 0 at the end. When `fill` throws, `fail` is told
+ * before the stream errors; `cancel` when the reader cancels. The stream
+ * allocates only for reads without a buffer, `chunkSize` bytes each.
+ */
+export function fillingByteStream(source: {
+  fill(view: Uint8Array): Promise<number>;
+  fail?(error: unknown): void;
+  cancel?(reason: unknown): void | Promise<void>;
+  /** The buffer size of reads without one of their own. */
+  chunkSize: number;
+}): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    type: "bytes",
+    autoAllocateChunkSize: source.chunkSize,
+    async pull(controller) {
+      const request = controller.byobRequest!;
+      let filled: number;
+      try {
+        filled = await source.fill(request.view as Uint8Array);
+      } catch (e) {
+        source.fail?.(e);
+        throw e;
+      }
+      if (filled === 0) {
+        controller.close();
+        request.respond(0);
+        return;
+      }
+      request.respond(filled);
+    },
+    cancel: (reason) => source.cancel?.(reason),
+  });
 }

@@ -19,17 +19,18 @@ import { LzopDecoder } from "./_lzop_decoder.ts";
 import { type ZstdFramePiece, ZstdFrameScanner } from "./_zstd_frames.ts";
 import { nodeTransformToWeb } from "./_node_transform.ts";
 import { type ZlibHandle, zlibHandle } from "./_zlib_handle.ts";
-import { forwardByob } from "./_byte_stream.ts";
+import { fillingByteStream, forwardByob } from "./_byte_stream.ts";
 
-type Zlib = typeof import("node:zlib");
+/** The node:zlib module's type. */
+export type Zlib = typeof import("node:zlib");
 
 /** Output chunk size of the node:zlib decoders. */
 const CHUNK = 256 * 1024;
 
 let zlibPromise: Promise<Zlib | undefined> | undefined;
 
-/** node:zlib, or undefined where the runtime has none (browsers). */
-function loadZlib(): Promise<Zlib | undefined> {
+/** node:zlib, or undefined where the runtime has none (browsers); loaded once. */
+export function loadZlib(): Promise<Zlib | undefined> {
   // A variable specifier: browser bundlers (webpack, Vite) leave it alone
   // instead of failing to resolve node:zlib. `deno publish` warns that it
   // cannot analyze it; a node: built-in needs no rewriting.
@@ -225,6 +226,7 @@ function lzopBytes(raw: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> 
   let used = 0;
   let ended = false;
   return fillingByteStream({
+    chunkSize: CHUNK,
     async fill(view) {
       let filled = 0;
       while (filled < view.length) {
@@ -263,39 +265,6 @@ function lzopBytes(raw: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> 
   });
 }
 
-/**
- * A byte stream whose every read is answered by `fill(view)`: the number of
- * bytes it put in `view`, 0 at the end. When `fill` throws, `fail` is told
- * before the stream errors; `cancel` when the reader cancels.
- */
-function fillingByteStream(source: {
-  fill(view: Uint8Array): Promise<number>;
-  fail(error: unknown): void;
-  cancel(reason: unknown): void | Promise<void>;
-}): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    type: "bytes",
-    autoAllocateChunkSize: CHUNK,
-    async pull(controller) {
-      const request = controller.byobRequest!;
-      let filled: number;
-      try {
-        filled = await source.fill(request.view as Uint8Array);
-      } catch (e) {
-        source.fail(e);
-        throw e;
-      }
-      if (filled === 0) {
-        controller.close();
-        request.respond(0);
-        return;
-      }
-      request.respond(filled);
-    },
-    cancel: (reason) => source.cancel(reason),
-  });
-}
-
 /** zlib's Z_FINISH: with no input left, it reports a stream cut short. */
 const Z_FINISH = 4;
 
@@ -314,7 +283,6 @@ function decodeInto(
   scanner: ZstdFrameScanner | undefined,
 ): ReadableStream<Uint8Array> {
   const input = reusingReader(raw);
-  const read = input.read;
   let pieces: ZstdFramePiece[] = [];
   let used = 0;
   let inFrame = false;
@@ -327,6 +295,7 @@ function decodeInto(
     if (error !== undefined) input.cancel(error).catch(() => {});
   };
   return fillingByteStream({
+    chunkSize: CHUNK,
     async fill(view) {
       let filled = 0;
       while (filled < view.length) {
@@ -344,7 +313,7 @@ function decodeInto(
             if (handle.state[0] > 0) ended = 2;
             continue;
           }
-          const chunk = await read();
+          const chunk = await input.read();
           if (chunk === undefined) {
             scanner?.finish();
             ended = scanner === undefined ? 1 : 2;

@@ -14,7 +14,7 @@
  */
 import type { PositionedReader } from "../image/disk_image.ts";
 import type { DecompressionOptions } from "./compression.ts";
-import { decodeStream } from "./_decompress.ts";
+import { decodeStream, loadZlib, type Zlib } from "./_decompress.ts";
 import { ZstdFrameScanner } from "./_zstd_frames.ts";
 import { type ZlibHandle, zlibHandle } from "./_zlib_handle.ts";
 
@@ -26,9 +26,6 @@ const FRAME_BYTES = 16;
 /** Seek table bytes read at a time. */
 const TABLE_PIECE = 1024 * 1024;
 
-type Zlib = typeof import("node:zlib");
-let zlibPromise: Promise<Zlib | undefined> | undefined;
-
 /**
  * The most compressed bytes a frame of `size` bytes needs: zstd's worst case
  * (`ZSTD_COMPRESSBOUND`: incompressible data stored in raw blocks, plus the
@@ -37,16 +34,6 @@ let zlibPromise: Promise<Zlib | undefined> | undefined;
 function compressBound(size: number): number {
   const small = 128 * 1024;
   return size + Math.floor(size / 256) + (size < small ? Math.floor((small - size) / 2048) : 0);
-}
-
-/**
- * node:zlib where the runtime has it (Deno, Node, Bun), loaded on first use
- * by a name it cannot resolve ahead (browsers have none).
- */
-function loadZlib(): Promise<Zlib | undefined> {
-  const name = "node:zlib";
-  zlibPromise ??= import(name).then((m: Zlib) => m, () => undefined);
-  return zlibPromise;
 }
 
 /**
