@@ -166,7 +166,9 @@ export interface Compressor {
  * The compressor for `kind`, or undefined for none. zstd is written as
  * independent frames with a seek table (the seekable format), compressed on
  * `threads - 1` workers, and in this thread when they are busy (1: all in
- * this thread); the bytes do not depend on `threads`.
+ * this thread; also, with a warning, when the workers' modules cannot be
+ * read: `usableThreads`); the bytes do not depend on `threads`. gzip and
+ * none ignore `threads`.
  */
 export function compressor(
   kind: Compress,
@@ -186,7 +188,7 @@ export function compressor(
     case "zstd":
       return new SeekableZstdCompressor({
         level: zstdLevel,
-        workers: threads - 1,
+        workers: usableThreads(threads) - 1,
       });
   }
 }
@@ -197,7 +199,7 @@ export function compressor(
  * with `--allow-read` that does not cover vmakit's sources compresses on
  * this thread instead, and says so.
  */
-export function usableThreads(threads: number): number {
+function usableThreads(threads: number): number {
   if (threads === 1) return 1;
   const dir = new URL("../compress/", import.meta.url);
   if (dir.protocol !== "file:") return threads;

@@ -26,13 +26,7 @@ import { createProgress } from "./_progress.ts";
 import { type DiskSource, openDiskSource } from "./_raw_source.ts";
 import { generateConfig, restoreProblems } from "./_qemu_server_conf.ts";
 import { parseVmConfig, vmConfigPlan } from "./_vm_config.ts";
-import {
-  type Compress,
-  compressor,
-  openSink,
-  pumpArchive,
-  usableThreads,
-} from "./_archive_sink.ts";
+import { type Compress, compressor, openSink, pumpArchive } from "./_archive_sink.ts";
 import { quote, shown, shownQuoted } from "./_quote.ts";
 import { MAX_BLOB_SIZE } from "../vma/_layout.ts";
 
@@ -399,8 +393,7 @@ export async function runPipeline(
 ): Promise<ZeroCounts> {
   const { sources, devices } = inputs;
   const sink = await openSink(plan.path);
-  const threads = plan.compress === "zstd" ? usableThreads(options.threads) : 1;
-  const transform = makeCompressor(plan.compress, options.zstdLevel, threads);
+  const transform = makeCompressor(plan.compress, options.zstdLevel, options.threads);
   const pump = pumpArchive(writer, transform, sink);
   const bar = createProgress("create", options.progress);
   const onBytes = progressCounter(

@@ -10,13 +10,7 @@ import { defineCommand } from "./_command.ts";
 import { BrokenPipeError, CliError, describeError, UsageError } from "./_errors.ts";
 import { openIndexedArchive } from "./_indexed_archive.ts";
 import { shown, shownQuoted } from "./_quote.ts";
-import {
-  type Compress,
-  compressor,
-  openSink,
-  pumpArchive,
-  usableThreads,
-} from "./_archive_sink.ts";
+import { type Compress, compressor, openSink, pumpArchive } from "./_archive_sink.ts";
 import {
   parseThreads,
   parseZstdLevel,
@@ -113,11 +107,7 @@ Options:
       for (const config of header.configs) writer.addConfig(config.name, config.data);
       const devices = header.devices.map((d) => writer.addDevice(d.name, d.size));
       const sink = await openSink(output);
-      const transform = compressor(
-        compress,
-        zstdLevel,
-        compress === "zstd" ? usableThreads(threads) : 1,
-      );
+      const transform = compressor(compress, zstdLevel, threads);
       const pump = pumpArchive(writer, transform, sink);
       const feed = async () => {
         for (const device of devices) {
